@@ -502,7 +502,7 @@ class Worker:
         else:
             await self._slots.acquire()
         held = 1
-        while held < self._batch:
+        while held < self._batch and not self._slots.locked():
             await self._slots.acquire()  # free, so this does not wait
             held += 1
         return held

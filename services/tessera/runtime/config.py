@@ -7,10 +7,10 @@ are the same thing. ``load`` validates at start and turns pydantic's report into
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
 from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 
 class ConfigError(Exception):
@@ -37,14 +37,14 @@ class ServerSettings(BaseSettings):
     nats_url: str = "nats://127.0.0.1:4222"
     triton_url: str = "127.0.0.1:8001"
     triton_timeout_s: float = Field(30.0, gt=0)
-    media_roots: list[Path] = Field(default_factory=list, description="paths a client may name; comma-separated")
+    media_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list, description="folders a client may name files under; comma-separated"
+    )
 
     @field_validator("media_roots", mode="before")
     @classmethod
     def _split_roots(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [part for part in value.split(",") if part.strip()]
-        return value
+        return split_list(value)
 
     @field_validator("log_level")
     @classmethod
@@ -64,6 +64,13 @@ class ServerSettings(BaseSettings):
         return self
 
 
+def split_list(value: object) -> object:
+    """Comma-separated environment values become lists (``a,b`` rather than JSON)."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
 S = TypeVar("S", bound=BaseSettings)
 
 
@@ -71,6 +78,8 @@ def load(settings_cls: type[S], **overrides: object) -> S:
     """Build settings from the environment, or raise ConfigError listing every bad variable."""
     try:
         return settings_cls(**overrides)
+    except SettingsError as exc:
+        raise ConfigError(f"invalid configuration for {settings_cls.__name__}: {exc}") from None
     except ValidationError as exc:
         prefix = str(settings_cls.model_config.get("env_prefix", ""))
         lines = []

@@ -18,13 +18,15 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tessera.runtime import model_repository
+from tessera.runtime.config import split_list
 from tessera.runtime.processes import ManagedProcess, NatsServer, TritonServer, free_port, start_nats, start_triton
 
 log = logging.getLogger("tessera.stack")
@@ -36,14 +38,21 @@ class StackSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TESSERA_STACK_", extra="ignore")
 
     build_dir: Path = Path("build")
-    services: list[str] = Field(default_factory=lambda: ["keyframes"])
+    services: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["keyframes"])
     base_port: int = Field(50051, ge=0, le=65000, description="service i listens on base_port + i; 0 picks free ports")
     nats_port: int = Field(4222, ge=0)
     triton_grpc_port: int = Field(8001, ge=0)
     triton_http_port: int = Field(8000, ge=0)
     triton_metrics_port: int = Field(8002, ge=0)
-    media_roots: list[Path] = Field(default_factory=lambda: [Path("build/media"), Path("benchmarks/data")])
+    media_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=lambda: [Path("build/media"), Path("build/test-media"), Path("benchmarks/data")]
+    )
     ready_timeout_s: float = Field(300.0, gt=0)
+
+    @field_validator("services", "media_roots", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        return split_list(value)
 
     @property
     def state_file(self) -> Path:

@@ -90,7 +90,10 @@ class TritonPythonModel:
                     rows = [i for i, t in enumerate(texts) if t == text]
                     scores[rows] = frame_scores(confidence[rows], self._weights(text))
                 responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("SCORES", scores)]))
-            except Exception as exc:  # a bad request must not take the model down
-                responses.append(pb_utils.InferenceResponse(
-                    error=pb_utils.TritonError(f"frame_relevance: {type(exc).__name__}: {exc}")))
+            except (ValueError, TypeError) as exc:  # the request's fault: INVALID_ARGUMENT for the client
+                error = pb_utils.TritonError(f"frame_relevance: {exc}", pb_utils.TritonError.INVALID_ARG)
+                responses.append(pb_utils.InferenceResponse(error=error))
+            except Exception as exc:  # a failure must not take the model down; INTERNAL maps to UNAVAILABLE
+                error = pb_utils.TritonError(f"frame_relevance: {type(exc).__name__}: {exc}")
+                responses.append(pb_utils.InferenceResponse(error=error))
         return responses
