@@ -8,7 +8,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +17,7 @@ import pytest_asyncio
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
+
 from tessera.runtime.bus import (
     DLQ_DELIVERIES_HEADER,
     DLQ_ERROR_HEADER,
@@ -46,21 +47,8 @@ WORKER_PROC = Path(__file__).with_name("bus_worker_proc.py")
 
 
 @pytest.fixture(scope="module")
-def _bus_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
-    base = tmp_path_factory.mktemp("bus-nats")
-    server = start_nats(base / "data", base / "nats-server.log")
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def nats_url(request: pytest.FixtureRequest) -> str:
-    # The shared session server from tests/conftest.py when there is one, else this module's own.
-    try:
-        server: NatsServer = request.getfixturevalue("nats_server")
-    except pytest.FixtureLookupError:
-        server = request.getfixturevalue("_bus_nats")
-    return server.url
+def nats_url(nats_server: NatsServer) -> str:
+    return nats_server.url  # the shared session server from tests/conftest.py
 
 
 @pytest.fixture(scope="module")

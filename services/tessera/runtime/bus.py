@@ -341,7 +341,8 @@ class Worker:
     """A durable pull-consumer loop: ``await worker.run()`` until ``await worker.stop(grace_s)``.
 
     Replicas that share a durable split its messages. It fetches only as many messages as it has free handler
-    slots, so nothing sits unacked in a busy replica while another is idle.
+    slots, so nothing sits unacked in a busy replica while another is idle. A stopped worker does not run again;
+    make a new one.
     """
 
     def __init__(
@@ -440,8 +441,9 @@ class Worker:
                 msgs = await self._fetch(sub, held)
                 failures = 0
             except asyncio.CancelledError:
-                if not self._stopping.is_set():
-                    raise  # run() itself was cancelled
+                current = asyncio.current_task()
+                if not self._stopping.is_set() or (current is not None and current.cancelling()):
+                    raise  # run() itself was cancelled, not just the fetch by stop()
                 msgs = []
             except (nats.errors.TimeoutError, TimeoutError):
                 msgs = []  # nothing to do within fetch_timeout_s

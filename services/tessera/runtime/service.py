@@ -73,35 +73,7 @@ def factory_for(name: str) -> CapabilityFactory:
         module = importlib.import_module(f"tessera.{name}.api")
     except ModuleNotFoundError as exc:
         raise config.ConfigError(f"unknown service {name!r}: {exc}") from None
-    create: def serving_when_models_ready(
-    triton: TritonClient, service: str, models: list[str], timeout_s: float = 600.0
-) -> Callable[[TesseraServer], Awaitable[None]]:
-    """An on_start hook: the service reports NOT_SERVING until its Triton models are ready."""
-
-    async def hook(server: TesseraServer) -> None:
-        server.unready.add(service)
-        await server.set_serving(False, service)
-        await server.set_serving(False, "")
-
-        async def wait() -> None:
-            try:
-                await triton.wait_ready(models, timeout_s)
-            except Exception:
-                log.exception("models %s never became ready; %s stays NOT_SERVING", models, service)
-                return
-            server.unready.discard(service)
-            if not server.drained:
-                await server.set_serving(True, service)
-                if not server.unready:
-                    await server.set_serving(True, "")
-                log.info("%s SERVING: models %s ready", service, models)
-
-        server.background.append(asyncio.ensure_future(wait()))
-
-    return hook
-
-
-CapabilityFactory = module.create
+    create: CapabilityFactory = module.create
     return create
 
 
