@@ -6,7 +6,7 @@ KFS-Bench's JSON form: a list of records, one per question, with its ground-trut
 ``[start_s, end_s]`` segments::
 
     [{"video_id": ..., "question_id": ..., "question": ..., "duration": <video seconds>,
-      "scenes": [[[start, end], ...], ...], "label": <the object asked about>, "video": <path>}, ...]
+      "scenes": [[[start, end], ...], ...], "label": <the object asked about>, "video": <path from the repository root>}, ...]
 
 Usage::
 
@@ -51,6 +51,14 @@ class BenchSet:
         return next(v for v in self.videos if v.video_id == video_id)
 
 
+def _relative(path: Path) -> str:
+    """A path under the repository as a repository-relative string (absolute otherwise)."""
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def kfs_questions(videos: list[longvideo.VideoSpec]) -> list[dict[str, Any]]:
     """One KFS-Bench record per question (``scenes``: per scene its ``[start_s, end_s]`` segments)."""
     records = []
@@ -63,7 +71,7 @@ def kfs_questions(videos: list[longvideo.VideoSpec]) -> list[dict[str, Any]]:
                 "duration": video.duration_s,
                 "scenes": [[[float(start), float(end)] for start, end in scene] for scene in question.scenes],
                 "label": question.label,
-                "video": video.path,
+                "video": _relative(Path(video.path)),
             })
     return records
 

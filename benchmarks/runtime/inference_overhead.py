@@ -49,7 +49,9 @@ async def measure(url: str, calls: int, warmup: int) -> dict[str, dict[str, floa
 
     timings: dict[str, list[float]] = {"direct": [], "runtime": []}
     for i in range(warmup + calls):
-        for name, call in (("direct", direct), ("runtime", runtime)) if i % 2 else (("runtime", runtime), ("direct", direct)):
+        for name, call in (
+            (("direct", direct), ("runtime", runtime)) if i % 2 else (("runtime", runtime), ("direct", direct))
+        ):
             began = time.perf_counter()
             await call()
             if i >= warmup:

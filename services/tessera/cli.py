@@ -67,8 +67,9 @@ def up(
         log_path.parent.mkdir(parents=True, exist_ok=True)
         began = time.monotonic()
         with log_path.open("ab") as log:
-            child = subprocess.Popen([sys.executable, "-m", "tessera.cli", "up"], stdout=log, stderr=log,
-                                     start_new_session=True)
+            child = subprocess.Popen(
+                [sys.executable, "-m", "tessera.cli", "up"], stdout=log, stderr=log, start_new_session=True
+            )
         while time.monotonic() - began < settings.ready_timeout_s + 30:
             state = StackState.load(settings.state_file)
             if state and state.pid == child.pid:
@@ -131,8 +132,18 @@ def status() -> None:
         typer.echo("no stack running")
         raise typer.Exit(1)
     report = {name: health_status(address) for name, address in state.services.items()}
-    typer.echo(json.dumps({"pid": state.pid, "nats": state.nats_url, "triton": state.triton_grpc,
-                           "ready_s": state.ready_s, "services": report}, indent=2))
+    typer.echo(
+        json.dumps(
+            {
+                "pid": state.pid,
+                "nats": state.nats_url,
+                "triton": state.triton_grpc,
+                "ready_s": state.ready_s,
+                "services": report,
+            },
+            indent=2,
+        )
+    )
     if any(value != "SERVING" for value in report.values()):
         raise typer.Exit(1)
 
@@ -195,6 +206,7 @@ def call(
         state = StackState.load(_stack_settings().state_file)
         if state is None or capability not in state.services:
             _fail("no running stack serves this; pass --address")
+            return
         address = state.services[capability]
     db = symbol_database.Default()
     request_cls = db.GetSymbol(rpc.input_type.full_name)
@@ -205,7 +217,7 @@ def call(
     except json_format.ParseError as exc:
         _fail(f"bad request JSON: {exc}")
     path = f"/{descriptor.full_name}/{method_name}"
-    metadata = [("authorization", f"Bearer {token}")] if token else None
+    metadata = (("authorization", f"Bearer {token}"),) if token else None
     with grpc.insecure_channel(address) as channel:
         kwargs: dict[str, Any] = {
             "request_serializer": request_cls.SerializeToString,

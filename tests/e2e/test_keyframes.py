@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -81,7 +82,7 @@ async def test_exhaustive_scores_every_frame_and_second_query_hits_cache(
 async def test_uniform_is_evenly_spaced(keyframes: pb_grpc.KeyframeServiceStub, short_video: Path) -> None:
     reply = await keyframes.SelectKeyframes(_request(short_video, strategy=pb.STRATEGY_UNIFORM, k=4), timeout=60)
     stamps = [f.timestamp_ms for f in reply.frames]
-    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
     assert max(gaps) - min(gaps) <= 1000
     assert reply.stats.frames_scored == 4
 
@@ -156,8 +157,10 @@ async def test_evaluate_selection(keyframes: pb_grpc.KeyframeServiceStub) -> Non
     # Two scenes of 10 s ([0, 10] and [20, 30], each extended to 11 s); hits 2 and 0, plus one miss at 50 s.
     request = pb.EvaluateSelectionRequest(
         timestamps_ms=[1000, 5000, 50_000],
-        scenes=[pb.Scene(segments=[{"start_ms": 0, "end_ms": 10_000}]),
-                pb.Scene(segments=[{"start_ms": 20_000, "end_ms": 30_000}])],
+        scenes=[
+            pb.Scene(segments=[{"start_ms": 0, "end_ms": 10_000}]),
+            pb.Scene(segments=[{"start_ms": 20_000, "end_ms": 30_000}]),
+        ],
     )
     reply = await keyframes.EvaluateSelection(request, timeout=10)
     assert reply.kfr == pytest.approx(2 / 3)

@@ -74,7 +74,9 @@ def _service_pid(log: Path, address: str) -> int:
     """The pid listening on the service port (from /proc, no extra tools)."""
     port = int(address.rsplit(":", 1)[1])
     inodes = set()
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:] + Path("/proc/net/tcp6").read_text().splitlines()[1:]:
+    for line in (
+        Path("/proc/net/tcp").read_text().splitlines()[1:] + Path("/proc/net/tcp6").read_text().splitlines()[1:]
+    ):
         parts = line.split()
         if int(parts[1].rsplit(":", 1)[1], 16) == port and parts[3] == "0A":
             inodes.add(parts[9])

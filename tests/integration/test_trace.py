@@ -41,7 +41,9 @@ async def test_trace_crosses_grpc_nats_and_worker(nats_server: NatsServer) -> No
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {"Relay": handler}),))
 
     async def stage(delivery: Delivery) -> None:
-        await bus.publish(f"tessera.trace.{run}.out", delivery.data.upper(), msg_id=derived_msg_id(delivery.msg_id, "up"))
+        await bus.publish(
+            f"tessera.trace.{run}.out", delivery.data.upper(), msg_id=derived_msg_id(delivery.msg_id, "up")
+        )
         if not handled.done():
             handled.set_result(delivery.subject)
 

@@ -57,8 +57,16 @@ _STRATEGIES = {
 }
 _TO_PROTO = {value: key for key, value in _STRATEGIES.items() if key != pb.STRATEGY_UNSPECIFIED}
 _FOCUS_FIELDS = (
-    "arm_seconds", "min_arms", "coarse_extra_samples", "zoom_ratio", "fine_stride_s", "score_budget_fraction",
-    "top_ratio", "temperature", "min_gap_s", "seed",
+    "arm_seconds",
+    "min_arms",
+    "coarse_extra_samples",
+    "zoom_ratio",
+    "fine_stride_s",
+    "score_budget_fraction",
+    "top_ratio",
+    "temperature",
+    "min_gap_s",
+    "seed",
 )
 
 
@@ -94,7 +102,11 @@ def focus_params(options: pb.FocusOptions) -> FocusParams:
         params = FocusParams.lean()
     else:
         raise InvalidArgument(f"unknown schedule {options.schedule}", field="focus.schedule")
-    overrides: dict[str, Any] = {name: getattr(options, name) for name in _FOCUS_FIELDS if options.HasField(name)}
+    overrides: dict[str, Any] = {
+        name: getattr(options, name)
+        for name in _FOCUS_FIELDS
+        if options.HasField(name)  # type: ignore[arg-type]
+    }
     for name, value in overrides.items():
         if isinstance(value, float) and not math.isfinite(value):
             raise InvalidArgument("must be finite", field=f"focus.{name}")
@@ -157,10 +169,14 @@ class KeyframeServicer(pb_grpc.KeyframeServiceServicer):
         except VideoError as exc:
             raise InvalidArgument(str(exc), field="video", reason="VIDEO_UNREADABLE") from None
         if info.duration_s > self.own.max_duration_s:
-            raise OutOfRange(f"video lasts {info.duration_s:.0f} s, limit {self.own.max_duration_s:.0f} s", field="video")
+            raise OutOfRange(
+                f"video lasts {info.duration_s:.0f} s, limit {self.own.max_duration_s:.0f} s", field="video"
+            )
         candidates = max(1, int(info.duration_s * parsed.fps))
         if parsed.k > candidates:
-            raise InvalidArgument(f"k={parsed.k} exceeds the {candidates} frames sampled at {parsed.fps} fps", field="k")
+            raise InvalidArgument(
+                f"k={parsed.k} exceeds the {candidates} frames sampled at {parsed.fps} fps", field="k"
+            )
         probe_ms = (time.perf_counter() - began) * 1000
         source = VideoFrameSource(parsed.video, parsed.video_key, parsed.fps, self.own.thumbnail_max_side, self.cache)
         try:
@@ -209,8 +225,11 @@ class KeyframeServicer(pb_grpc.KeyframeServiceServicer):
         async def report(phase: str, scored: int, sampled: int) -> None:
             if events.full():
                 return  # progress is advisory; a slow reader must not stall the selection
-            events.put_nowait(pb.StreamSelectKeyframesResponse(
-                progress=pb.Progress(phase=phase, frames_scored=scored, frames_sampled=sampled)))
+            events.put_nowait(
+                pb.StreamSelectKeyframesResponse(
+                    progress=pb.Progress(phase=phase, frames_scored=scored, frames_sampled=sampled)
+                )
+            )
 
         task = asyncio.ensure_future(self._select(request, report))
         try:
@@ -248,7 +267,11 @@ class KeyframeServicer(pb_grpc.KeyframeServiceServicer):
             scenes.append(kfs_metrics.Scene(tuple((s.start_ms / 1000, s.end_ms / 1000) for s in scene.segments)))
         scores = kfs_metrics.score_selection([t / 1000 for t in request.timestamps_ms], scenes)
         return pb.EvaluateSelectionResponse(
-            kfr=scores.kfr, shr=scores.shr, bsr=scores.bsr, bds=scores.bds, ukss=scores.ukss,
+            kfr=scores.kfr,
+            shr=scores.shr,
+            bsr=scores.bsr,
+            bds=scores.bds,
+            ukss=scores.ukss,
             hits_per_scene=list(scores.hits_per_scene),
         )
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import grpc
 
+from tessera.common.v1 import common_pb2
 from tessera.keyframes import longvideo
 from tessera.keyframes.v1 import keyframes_pb2 as pb
 from tessera.keyframes.v1 import keyframes_pb2_grpc as pb_grpc
@@ -16,8 +17,10 @@ def run(address: str, build_dir: Path, minutes: float = 10.0, k: int = 16) -> No
     media = build_dir / "media"
     spec = longvideo.generate(media / "demo", [minutes], opencv_data=media / "opencv-doc", seed=3)[0]
     question = spec.questions[0]
-    scenes = [pb.Scene(segments=[{"start_ms": int(a * 1000), "end_ms": int(b * 1000)} for a, b in segs])
-              for segs in question.scenes]
+    scenes = [
+        pb.Scene(segments=[common_pb2.TimeRange(start_ms=int(a * 1000), end_ms=int(b * 1000)) for a, b in segs])
+        for segs in question.scenes
+    ]
     print(f"video  {spec.path} ({spec.duration_s / 60:.0f} min, {len(spec.timeline)} scenes)")
     print(f"query  {question.question!r}  ground truth: {len(scenes)} scenes")
     with grpc.insecure_channel(address) as channel:
@@ -25,15 +28,21 @@ def run(address: str, build_dir: Path, minutes: float = 10.0, k: int = 16) -> No
         for strategy in (pb.STRATEGY_FOCUS, pb.STRATEGY_EXHAUSTIVE_TOP_K, pb.STRATEGY_UNIFORM):
             began = time.perf_counter()
             reply = stub.SelectKeyframes(
-                pb.SelectKeyframesRequest(video={"uri": spec.path}, query=question.question, k=k, strategy=strategy),
+                pb.SelectKeyframesRequest(
+                    video=common_pb2.MediaSource(uri=spec.path), query=question.question, k=k, strategy=strategy
+                ),
                 timeout=600,
             )
             wall = time.perf_counter() - began
             stamps = [f.timestamp_ms for f in reply.frames]
             score = stub.EvaluateSelection(pb.EvaluateSelectionRequest(timestamps_ms=stamps, scenes=scenes))
             name = pb.Strategy.Name(strategy).removeprefix("STRATEGY_").lower()
-            print(f"\n{name}: {wall:.2f} s, scored {reply.stats.frames_scored}/{reply.stats.frames_sampled} frames "
-                  f"({100 * reply.stats.scored_fraction:.1f}%), decoded {reply.stats.frames_decoded}")
+            print(
+                f"\n{name}: {wall:.2f} s, scored {reply.stats.frames_scored}/{reply.stats.frames_sampled} frames "
+                f"({100 * reply.stats.scored_fraction:.1f}%), decoded {reply.stats.frames_decoded}"
+            )
             print("  timestamps (s): " + " ".join(f"{t / 1000:.0f}" for t in stamps))
-            print(f"  KFS: KFR {score.kfr:.2f}  SHR {score.shr:.2f}  BSR {score.bsr:.2f}  BDS {score.bds:.2f}  "
-                  f"UKSS {score.ukss:.2f}")
+            print(
+                f"  KFS: KFR {score.kfr:.2f}  SHR {score.shr:.2f}  BSR {score.bsr:.2f}  BDS {score.bds:.2f}  "
+                f"UKSS {score.ukss:.2f}"
+            )

@@ -66,7 +66,7 @@ class VideoFrameSource:
     cache_hits: int = 0
 
     def timestamp_ms(self, index: int) -> int:
-        return int(round(index * 1000.0 / self.fps))
+        return round(index * 1000.0 / self.fps)
 
     async def frames(self, indices: Sequence[int]) -> NDArray[np.uint8]:
         keys = [(self.video_key, self.timestamp_ms(i), self.max_side) for i in indices]

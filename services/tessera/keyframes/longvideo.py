@@ -67,11 +67,37 @@ OPENCV_VIDEO_LABELS: dict[str, tuple[str, ...]] = {
     "tree.avi": ("tree",),
 }
 # Questions ask about concrete objects (KFS-Bench's object-centred questions), never textures or styles.
-OBJECT_LABELS = frozenset({
-    "cat", "cup", "rocket", "coin", "clock", "sports ball", "orange", "apple", "banana", "car", "fish", "butterfly",
-    "monkey", "chair", "squirrel", "tree", "motorcycle", "pedestrian", "camera", "candy", "box", "astronaut",
-    "football player", "basketball player", "moon", "tripod", "cartoon character",
-})
+OBJECT_LABELS = frozenset(
+    {
+        "cat",
+        "cup",
+        "rocket",
+        "coin",
+        "clock",
+        "sports ball",
+        "orange",
+        "apple",
+        "banana",
+        "car",
+        "fish",
+        "butterfly",
+        "monkey",
+        "chair",
+        "squirrel",
+        "tree",
+        "motorcycle",
+        "pedestrian",
+        "camera",
+        "candy",
+        "box",
+        "astronaut",
+        "football player",
+        "basketball player",
+        "moon",
+        "tripod",
+        "cartoon character",
+    }
+)
 QUESTION_TEMPLATES = (
     "When does a {label} appear in the video?",
     "Show me the moments with a {label}.",
@@ -125,6 +151,10 @@ def _rgb(image: NDArray[np.generic]) -> NDArray[np.uint8]:
     return np.ascontiguousarray(array[..., :3])
 
 
+def _u8(image: object) -> NDArray[np.uint8]:
+    return np.asarray(image, dtype=np.uint8)
+
+
 def load_sources(opencv_data: Path | None, size: tuple[int, int] = (320, 240)) -> list[Source]:
     """Every labelled source that can be read offline, resized to ``size`` (width, height)."""
     import cv2
@@ -132,8 +162,8 @@ def load_sources(opencv_data: Path | None, size: tuple[int, int] = (320, 240)) -
     sources: list[Source] = []
     try:
         from skimage import data as skdata
-    except ImportError:
-        skdata = None
+    except ImportError:  # scikit-image is the bench extra; opencv-doc alone can still be enough
+        skdata = None  # type: ignore[assignment]
     if skdata is not None:
         for name, labels in SKIMAGE_LABELS.items():
             loader = getattr(skdata, name, None)
@@ -148,30 +178,35 @@ def load_sources(opencv_data: Path | None, size: tuple[int, int] = (320, 240)) -
         for name, labels in OPENCV_IMAGE_LABELS.items():
             bgr = cv2.imread(str(opencv_data / name))
             if bgr is not None:
-                sources.append(Source(name, labels, [cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)], False))
+                sources.append(Source(name, labels, [_u8(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))], False))
         for name, labels in OPENCV_VIDEO_LABELS.items():
             capture = cv2.VideoCapture(str(opencv_data / name))
-            clip = []
+            clip: list[NDArray[np.uint8]] = []
             while len(clip) < 600:
                 ok, bgr = capture.read()
                 if not ok:
                     break
-                clip.append(cv2.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), size, interpolation=cv2.INTER_AREA))
+                clip.append(_u8(cv2.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), size, interpolation=cv2.INTER_AREA)))
             capture.release()
             if len(clip) >= 10:
                 sources.append(Source(name, labels, clip, True))
     if len(sources) < 6:
         raise RuntimeError("fewer than 6 media sources readable; install scikit-image and opencv-doc (make media)")
+    margin = (int(size[0] * 1.4), int(size[1] * 1.4))  # room for the zoom/pan crop
     for source in sources:
-        if not source.is_clip:  # keep some margin for the zoom/pan crop
-            source.frames = [cv2.resize(source.frames[0], (int(size[0] * 1.4), int(size[1] * 1.4)),
-                                        interpolation=cv2.INTER_AREA)]
+        if not source.is_clip:
+            source.frames = [_u8(cv2.resize(source.frames[0], margin, interpolation=cv2.INTER_AREA))]
     return sources
 
 
 def plan_timeline(
-    sources: list[Source], duration_s: float, rng: np.random.Generator, targets: list[str],
-    min_scene_s: float = 8.0, max_scene_s: float = 90.0, target_scenes: tuple[int, int] = (2, 5),
+    sources: list[Source],
+    duration_s: float,
+    rng: np.random.Generator,
+    targets: list[str],
+    min_scene_s: float = 8.0,
+    max_scene_s: float = 90.0,
+    target_scenes: tuple[int, int] = (2, 5),
 ) -> list[SceneSpan]:
     """A timeline where each target label shows in a few scenes and the rest is distractors without it."""
     distractors = [s for s in sources if not set(s.labels) & set(targets)]
@@ -202,7 +237,9 @@ def plan_timeline(
     return spans
 
 
-def questions_for(video_id: str, timeline: list[SceneSpan], labels: list[str], rng: np.random.Generator) -> list[Question]:
+def questions_for(
+    video_id: str, timeline: list[SceneSpan], labels: list[str], rng: np.random.Generator
+) -> list[Question]:
     out = []
     for n, label in enumerate(labels):
         scenes = [[[span.start_s, span.end_s]] for span in timeline if label in span.labels]
@@ -213,11 +250,16 @@ def questions_for(video_id: str, timeline: list[SceneSpan], labels: list[str], r
     return out
 
 
-def _frames(span: SceneSpan, source: Source, fps: float, size: tuple[int, int], rng: np.random.Generator,
-            ) -> Iterator[NDArray[np.uint8]]:
+def _frames(
+    span: SceneSpan,
+    source: Source,
+    fps: float,
+    size: tuple[int, int],
+    rng: np.random.Generator,
+) -> Iterator[NDArray[np.uint8]]:
     import cv2
 
-    count = max(1, int(round((span.end_s - span.start_s) * fps)))
+    count = max(1, round((span.end_s - span.start_s) * fps))
     width, height = size
     zoom0, zoom1 = rng.uniform(1.0, 1.35, size=2)
     pan = rng.uniform(-1, 1, size=4)
@@ -235,7 +277,7 @@ def _frames(span: SceneSpan, source: Source, fps: float, size: tuple[int, int], 
             cx = (sw - cw) * (0.5 + 0.5 * (pan[0] + (pan[1] - pan[0]) * a) * 0.9)
             cy = (sh - ch) * (0.5 + 0.5 * (pan[2] + (pan[3] - pan[2]) * a) * 0.9)
             x0, y0 = int(np.clip(cx, 0, sw - cw)), int(np.clip(cy, 0, sh - ch))
-            frame = cv2.resize(still[y0 : y0 + ch, x0 : x0 + cw], (width, height), interpolation=cv2.INTER_LINEAR)
+            frame = _u8(cv2.resize(still[y0 : y0 + ch, x0 : x0 + cw], (width, height), interpolation=cv2.INTER_LINEAR))
         gain = gain0 + (gain1 - gain0) * a
         noisy = frame.astype(np.int16) * gain + rng.normal(0, 3.0, size=(1, 1, 1))
         yield np.clip(noisy + rng.integers(-4, 5, size=frame.shape, dtype=np.int16), 0, 255).astype(np.uint8)
@@ -254,7 +296,7 @@ def render(spec: VideoSpec, sources: dict[str, Source], rng: np.random.Generator
         stream.options = {"preset": "ultrafast", "crf": "28", "g": str(int(gop_s * spec.fps))}
         written = 0
         for span in spec.timeline:
-            target = int(round(span.end_s * spec.fps)) - written
+            target = round(span.end_s * spec.fps) - written
             for frame in _frames(span, sources[span.source], spec.fps, (spec.width, spec.height), rng):
                 if target <= 0:
                     break
@@ -268,8 +310,14 @@ def render(spec: VideoSpec, sources: dict[str, Source], rng: np.random.Generator
 
 
 def generate(
-    out_dir: Path, durations_min: list[float], *, opencv_data: Path | None, seed: int = 0, fps: float = 12.0,
-    size: tuple[int, int] = (320, 240), questions_per_video: int = 3,
+    out_dir: Path,
+    durations_min: list[float],
+    *,
+    opencv_data: Path | None,
+    seed: int = 0,
+    fps: float = 12.0,
+    size: tuple[int, int] = (320, 240),
+    questions_per_video: int = 3,
 ) -> list[VideoSpec]:
     """Generate (or reuse, when the manifest matches) the videos and write ``<out_dir>/manifest.json``."""
     manifest = out_dir / "manifest.json"
@@ -286,8 +334,11 @@ def generate(
     for n, minutes in enumerate(durations_min):
         video_id = f"long{n:02d}_{int(minutes)}min"
         # Labels that not every source has, so a question has a needle to find.
-        candidates = [lab for lab in label_pool
-                      if lab in OBJECT_LABELS and sum(lab in s.labels for s in sources) <= max(2, len(sources) // 5)]
+        candidates = [
+            lab
+            for lab in label_pool
+            if lab in OBJECT_LABELS and sum(lab in s.labels for s in sources) <= max(2, len(sources) // 5)
+        ]
         labels = list(rng.choice(candidates, size=min(questions_per_video, len(candidates)), replace=False))
         duration = minutes * 60.0
         timeline = plan_timeline(sources, duration, rng, labels)

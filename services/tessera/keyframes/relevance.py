@@ -18,7 +18,8 @@ def class_weights(similarities: NDArray[np.float32], temperature: float = 0.05) 
     logits = similarities.astype(np.float64) / temperature
     logits -= logits.max()
     weights = np.exp(logits)
-    return (weights / weights.sum()).astype(np.float32)
+    out: NDArray[np.float32] = (weights / weights.sum()).astype(np.float32)
+    return out
 
 
 def frame_scores(class_confidence: NDArray[np.float32], weights: NDArray[np.float32]) -> NDArray[np.float32]:
@@ -26,12 +27,13 @@ def frame_scores(class_confidence: NDArray[np.float32], weights: NDArray[np.floa
     if class_confidence.ndim != 2 or class_confidence.shape[1] != weights.shape[0]:
         raise ValueError(f"confidence {class_confidence.shape} does not match weights {weights.shape}")
     scores = class_confidence.astype(np.float32) @ weights
-    return np.clip(scores, 0.0, 1.0).astype(np.float32)
+    clipped: NDArray[np.float32] = np.clip(scores, 0.0, 1.0).astype(np.float32)
+    return clipped
 
 
 def class_confidence(detections: NDArray[np.float32], num_classes: int) -> NDArray[np.float32]:
     """YOLO rows [x, y, w, h, objectness, p_1..p_C] -> [C] best confidence per class over all boxes."""
     if detections.size == 0:
         return np.zeros(num_classes, dtype=np.float32)
-    probs = detections[:, 5 : 5 + num_classes]
-    return probs.max(axis=0).astype(np.float32)
+    best: NDArray[np.float32] = detections[:, 5 : 5 + num_classes].max(axis=0).astype(np.float32)
+    return best

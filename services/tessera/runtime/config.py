@@ -77,7 +77,7 @@ S = TypeVar("S", bound=BaseSettings)
 def load(settings_cls: type[S], **overrides: object) -> S:
     """Build settings from the environment, or raise ConfigError listing every bad variable."""
     try:
-        return settings_cls(**overrides)
+        return settings_cls(**overrides)  # type: ignore[arg-type]
     except SettingsError as exc:
         raise ConfigError(f"invalid configuration for {settings_cls.__name__}: {exc}") from None
     except ValidationError as exc:

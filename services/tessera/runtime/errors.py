@@ -90,12 +90,13 @@ def to_status(error: TesseraError) -> status_pb2.Status:
 
 def to_grpc_status(error: TesseraError) -> grpc.Status:
     """The status in the form ``context.abort_with_status`` takes (details in grpc-status-details-bin)."""
-    return rpc_status.to_status(to_status(error))
+    status: grpc.Status = rpc_status.to_status(to_status(error))
+    return status
 
 
 def field_violations(error: grpc.RpcError) -> dict[str, str]:
     """Client side: the BadRequest field violations carried by a failed call, field -> description."""
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    status = rpc_status.from_call(error)
     found: dict[str, str] = {}
     if status is None:
         return found

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import tritonclient.grpc.aio as triton_aio
+from numpy.typing import NDArray
 from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.utils import InferenceServerException
 
@@ -21,14 +22,34 @@ from tessera.runtime import deadlines
 from tessera.runtime.errors import DeadlineExceeded, InvalidArgument, TesseraError, Unavailable
 
 _CONFIG_TO_WIRE = {
-    "TYPE_BOOL": "BOOL", "TYPE_UINT8": "UINT8", "TYPE_UINT16": "UINT16", "TYPE_UINT32": "UINT32",
-    "TYPE_UINT64": "UINT64", "TYPE_INT8": "INT8", "TYPE_INT16": "INT16", "TYPE_INT32": "INT32",
-    "TYPE_INT64": "INT64", "TYPE_FP16": "FP16", "TYPE_FP32": "FP32", "TYPE_FP64": "FP64", "TYPE_STRING": "BYTES",
+    "TYPE_BOOL": "BOOL",
+    "TYPE_UINT8": "UINT8",
+    "TYPE_UINT16": "UINT16",
+    "TYPE_UINT32": "UINT32",
+    "TYPE_UINT64": "UINT64",
+    "TYPE_INT8": "INT8",
+    "TYPE_INT16": "INT16",
+    "TYPE_INT32": "INT32",
+    "TYPE_INT64": "INT64",
+    "TYPE_FP16": "FP16",
+    "TYPE_FP32": "FP32",
+    "TYPE_FP64": "FP64",
+    "TYPE_STRING": "BYTES",
 }
 _WIRE_TO_NUMPY: dict[str, Any] = {
-    "BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32, "UINT64": np.uint64,
-    "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64, "FP16": np.float16,
-    "FP32": np.float32, "FP64": np.float64, "BYTES": np.object_,
+    "BOOL": np.bool_,
+    "UINT8": np.uint8,
+    "UINT16": np.uint16,
+    "UINT32": np.uint32,
+    "UINT64": np.uint64,
+    "INT8": np.int8,
+    "INT16": np.int16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "FP16": np.float16,
+    "FP32": np.float32,
+    "FP64": np.float64,
+    "BYTES": np.object_,
 }
 
 
@@ -69,7 +90,7 @@ class ModelContract:
             outputs=specs(config.get("output", [])),
         )
 
-    def check(self, inputs: dict[str, np.ndarray]) -> None:
+    def check(self, inputs: dict[str, NDArray[Any]]) -> None:
         """Raise InvalidArgument (field = model.input) for a missing, unknown or ill-shaped tensor."""
         for name in inputs:
             if name not in self.inputs:
@@ -82,9 +103,9 @@ class ModelContract:
                 raise InvalidArgument(f"model {self.name} needs input {name!r}", field=field)
             array = inputs[name]
             expected = _WIRE_TO_NUMPY.get(spec.datatype)
-            if expected is not None and array.dtype.type is not np.dtype(expected).type:
-                if not (spec.datatype == "BYTES" and array.dtype.kind in "OSU"):
-                    raise InvalidArgument(f"{spec.datatype} expected, got {array.dtype}", field=field)
+            bytes_ok = spec.datatype == "BYTES" and array.dtype.kind in "OSU"
+            if expected is not None and array.dtype.type is not np.dtype(expected).type and not bytes_ok:
+                raise InvalidArgument(f"{spec.datatype} expected, got {array.dtype}", field=field)
             shape = array.shape[1:] if self.max_batch_size > 0 else array.shape
             if self.max_batch_size > 0 and (array.ndim == 0 or array.shape[0] < 1):
                 raise InvalidArgument("batch dimension must be >= 1", field=field)
@@ -152,12 +173,12 @@ class TritonClient:
     async def infer(
         self,
         model: str,
-        inputs: dict[str, np.ndarray],
+        inputs: dict[str, NDArray[Any]],
         *,
         outputs: list[str] | None = None,
         timeout_s: float | None = None,
         parameters: dict[str, str | int | bool] | None = None,
-    ) -> dict[str, np.ndarray]:
+    ) -> dict[str, NDArray[Any]]:
         """Run one request; the timeout never outlives the caller's gRPC deadline."""
         contract = await self.contract(model)
         contract.check(inputs)

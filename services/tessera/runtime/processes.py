@@ -101,7 +101,7 @@ class ManagedProcess:
 
 def _http_ok(url: str) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=1.0) as response:  # noqa: S310 - loopback only
+        with urllib.request.urlopen(url, timeout=1.0) as response:
             return bool(response.status == 200)
     except (urllib.error.URLError, OSError):
         return False
@@ -121,7 +121,9 @@ class NatsServer:
         self.process.stop()
 
 
-def start_nats(data_dir: Path, log_path: Path, port: int = 0, monitor_port: int = 0, timeout_s: float = 20) -> NatsServer:
+def start_nats(
+    data_dir: Path, log_path: Path, port: int = 0, monitor_port: int = 0, timeout_s: float = 20
+) -> NatsServer:
     """nats-server with JetStream on loopback, ready when /healthz answers 200."""
     binary = venv_bin() / "nats-server"
     if not binary.exists():

@@ -14,7 +14,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -41,6 +41,10 @@ LATENCY = Histogram(
 _UNAUTHENTICATED_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 Behavior = Callable[..., Any]
+if TYPE_CHECKING:
+    Handler = grpc.RpcMethodHandler[Any, Any]
+else:  # the runtime class is not subscriptable
+    Handler = grpc.RpcMethodHandler
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,7 @@ class ServiceRegistration:
     servicer: Any
 
 
-def _rewrap(handler: grpc.RpcMethodHandler, wrap: Callable[[Behavior, bool, bool], Behavior]) -> grpc.RpcMethodHandler:
+def _rewrap(handler: Handler, wrap: Callable[[Behavior, bool, bool], Behavior]) -> Handler:
     """The same handler with its behaviour wrapped; the wrapper is told whether request/response stream."""
     if handler.unary_unary:
         return grpc.unary_unary_rpc_method_handler(
@@ -66,6 +70,7 @@ def _rewrap(handler: grpc.RpcMethodHandler, wrap: Callable[[Behavior, bool, bool
         return grpc.stream_unary_rpc_method_handler(
             wrap(handler.stream_unary, True, False), handler.request_deserializer, handler.response_serializer
         )
+    assert handler.stream_stream is not None
     return grpc.stream_stream_rpc_method_handler(
         wrap(handler.stream_stream, True, True), handler.request_deserializer, handler.response_serializer
     )
@@ -79,9 +84,9 @@ class BearerAuthInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> Handler | None:
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
         if handler is None or method.startswith(_UNAUTHENTICATED_PREFIXES):
@@ -116,9 +121,9 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> Handler | None:
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
@@ -195,7 +200,9 @@ class TesseraServer:
         if self.drained:
             return
         self.drained = True
-        log.info("draining: NOT_SERVING for %.1f s, then %.1f s grace", self.settings.drain_delay_s, self.settings.grace_s)
+        log.info(
+            "draining: NOT_SERVING for %.1f s, then %.1f s grace", self.settings.drain_delay_s, self.settings.grace_s
+        )
         await self.health.enter_graceful_shutdown()
         await asyncio.sleep(self.settings.drain_delay_s)
         await self.server.stop(self.settings.grace_s)
@@ -224,7 +231,7 @@ async def build_server(
     extra_interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
 ) -> TesseraServer:
     """Create, bind and start a server; every service is SERVING once this returns."""
-    interceptors: list[grpc.aio.ServerInterceptor] = [aio_server_interceptor()]
+    interceptors: list[grpc.aio.ServerInterceptor] = [aio_server_interceptor()]  # type: ignore[no-untyped-call]
     if settings.auth_token:
         interceptors.append(BearerAuthInterceptor(settings.auth_token))
     interceptors.append(ObservabilityInterceptor())
@@ -242,8 +249,9 @@ async def build_server(
     names = [svc.name for svc in services]
     for svc in services:
         svc.add_to_server(svc.servicer, server)
-    reflection.enable_server_reflection([*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                                         reflection.SERVICE_NAME], server)
+    reflection.enable_server_reflection(
+        [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server
+    )
     address = f"{settings.host}:{settings.port}"
     if settings.tls_cert_file and settings.tls_key_file:
         credentials = grpc.ssl_server_credentials(

@@ -159,8 +159,12 @@ class LocalStack:
             model_repository.build(repo)
         self.nats = start_nats(build / "stack" / "jetstream", logs / "nats.log", s.nats_port)
         self.triton = start_triton(
-            repo, build / "triton", logs / "triton.log",
-            grpc_port=s.triton_grpc_port, http_port=s.triton_http_port, metrics_port=s.triton_metrics_port,
+            repo,
+            build / "triton",
+            logs / "triton.log",
+            grpc_port=s.triton_grpc_port,
+            http_port=s.triton_http_port,
+            metrics_port=s.triton_metrics_port,
             timeout_s=s.ready_timeout_s,
         )
         env = {
@@ -178,7 +182,9 @@ class LocalStack:
             address = f"127.0.0.1:{service.port}"
             while health_status(address, "") != "SERVING":  # "" turns SERVING once its models are ready
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"{service.name} not SERVING after {s.ready_timeout_s:.0f} s; see {service.log_path}")
+                    raise RuntimeError(
+                        f"{service.name} not SERVING after {s.ready_timeout_s:.0f} s; see {service.log_path}"
+                    )
                 time.sleep(0.2)
         state = StackState(
             pid=os.getpid(),

@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+
 from tessera.keyframes.baselines import safe_gap, top_k_indices, uniform_indices
 
 

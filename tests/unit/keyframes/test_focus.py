@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pytest
+
 from tessera.keyframes.baselines import uniform_indices
 from tessera.keyframes.focus import FocusParams, FocusSearch, adaptive_min_gap_s, ucb
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from tessera.keyframes.kfs_metrics import KfsScores, Scene, aggregate, dataset_score, score_selection
 
 

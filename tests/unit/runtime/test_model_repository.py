@@ -39,23 +39,26 @@ def test_every_shipped_config_parses() -> None:
 def test_builds_with_checked_weights(tmp_path: Path) -> None:
     source = Path(tessera.__file__).parent / "runtime" / "errors.py"  # any file inside an installed package
     digest = hashlib.sha256(source.read_bytes()).hexdigest()
-    _model(tmp_path / "src", weights=[{"package": "tessera", "path": "runtime/errors.py", "sha256": digest,
-                                       "dest": "w/errors.py"}])
+    _model(
+        tmp_path / "src",
+        weights=[{"package": "tessera", "path": "runtime/errors.py", "sha256": digest, "dest": "w/errors.py"}],
+    )
     built = repo.build(tmp_path / "out", services_root=tmp_path / "src")
     assert (built["tiny"] / "1" / "w" / "errors.py").read_bytes() == source.read_bytes()
     assert not (built["tiny"] / "weights.json").exists()
 
 
 def test_sha_mismatch_fails(tmp_path: Path) -> None:
-    _model(tmp_path / "src", weights=[{"package": "tessera", "path": "runtime/errors.py", "sha256": "0" * 64,
-                                       "dest": "w"}])
+    _model(
+        tmp_path / "src", weights=[{"package": "tessera", "path": "runtime/errors.py", "sha256": "0" * 64, "dest": "w"}]
+    )
     with pytest.raises(repo.ModelRepositoryError, match="sha256 mismatch"):
         repo.build(tmp_path / "out", services_root=tmp_path / "src")
 
 
 def test_config_typo_fails_with_path(tmp_path: Path) -> None:
     _model(tmp_path / "src", config=CONFIG.replace("max_batch_size", "max_bach_size"))
-    with pytest.raises(repo.ModelRepositoryError, match="config.pbtxt"):
+    with pytest.raises(repo.ModelRepositoryError, match=r"config\.pbtxt"):
         repo.build(tmp_path / "out", services_root=tmp_path / "src")
 
 

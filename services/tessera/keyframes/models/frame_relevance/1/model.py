@@ -31,8 +31,9 @@ class TritonPythonModel:
         self.temperature = float(params.get("class_temperature", "0.05"))
         self.cache_entries = int(params.get("feature_cache_entries", "200000"))
         cv2.setNumThreads(int(os.environ.get("TESSERA_MODEL_THREADS", "2")))
-        self.net = cv2.dnn.readNetFromDarknet(str(HERE / "yolo" / "yolov3-tiny.cfg"),
-                                              str(HERE / "yolo" / "yolov3-tiny.weights"))
+        self.net = cv2.dnn.readNetFromDarknet(
+            str(HERE / "yolo" / "yolov3-tiny.cfg"), str(HERE / "yolo" / "yolov3-tiny.weights")
+        )
         self.layers = self.net.getUnconnectedOutLayersNames()
         self.classes = [c for c in (HERE / "yolo" / "coco.names").read_text().splitlines() if c.strip()]
         from sentence_transformers import SentenceTransformer
@@ -63,8 +64,9 @@ class TritonPythonModel:
                 self.cache.move_to_end(key)
                 out[i] = hit
         if todo:
-            blob = cv2.dnn.blobFromImages([frames[i] for i in todo], 1 / 255.0, (self.input_px, self.input_px),
-                                          swapRB=False, crop=False)
+            blob = cv2.dnn.blobFromImages(
+                [frames[i] for i in todo], 1 / 255.0, (self.input_px, self.input_px), swapRB=False, crop=False
+            )
             self.net.setInput(blob)
             heads = self.net.forward(self.layers)
             for row, i in enumerate(todo):
