@@ -1,0 +1,64 @@
+"""PyAV decoding on a real generated video: seeks, forward decoding, counts, corrupt input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tessera.keyframes.video import VideoError, decode_at, probe, thumbnail_size
+
+
+def test_probe_reads_duration_rate_and_gop(short_video: Path) -> None:
+    info = probe(short_video)
+    assert info.duration_s == pytest.approx(240, abs=1)
+    assert info.fps == pytest.approx(12)
+    assert (info.width, info.height) == (320, 240)
+    assert info.keyframe_interval_s == pytest.approx(4.0, abs=0.5)
+
+
+def test_few_frames_never_decode_the_whole_video(short_video: Path) -> None:
+    info = probe(short_video)
+    total_frames = info.duration_s * info.fps
+    result = decode_at(short_video, [200.0, 10.0, 120.0])
+    assert set(result.frames) == {0, 1, 2}  # results keyed by request position, whatever the decode order
+    gop_frames = info.fps * (info.keyframe_interval_s or 4.0)
+    assert result.decoded <= 3 * (gop_frames + 1)
+    assert result.decoded < total_frames / 20
+
+
+def test_dense_targets_decode_forward_once(short_video: Path) -> None:
+    times = [float(t) for t in range(30, 60)]
+    result = decode_at(short_video, times)
+    # One seek, then forward: about 30 s of frames plus at most one GOP of lead-in.
+    assert result.decoded <= (30 + 5) * 12
+
+
+def test_frames_match_their_timestamps(short_video: Path) -> None:
+    one = decode_at(short_video, [100.0]).frames[0]
+    again = decode_at(short_video, [5.0, 100.0]).frames[1]
+    other = decode_at(short_video, [170.0]).frames[0]
+    assert one.shape == (240, 320, 3) and one.dtype == np.uint8
+    assert np.array_equal(one, again)  # the same frame whether reached by seek or by decoding on
+    assert not np.array_equal(one, other)
+
+
+def test_thumbnail_size_keeps_aspect() -> None:
+    assert thumbnail_size(1920, 1080, 320) == (320, 180)
+    assert thumbnail_size(200, 100, 320) == (200, 100)
+
+
+def test_corrupt_and_empty_inputs(tmp_path: Path, short_video: Path) -> None:
+    with pytest.raises(VideoError):
+        probe(b"")
+    with pytest.raises(VideoError):
+        probe(b"\x00" * 1000)
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video")
+    with pytest.raises(VideoError):
+        probe(text)
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(short_video.read_bytes()[:2000])
+    with pytest.raises(VideoError):
+        decode_at(truncated, [1.0])
