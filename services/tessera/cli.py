@@ -50,6 +50,20 @@ def serve(name: Annotated[str, typer.Argument(help="capability, e.g. keyframes")
 
 
 @app.command()
+def work(
+    capability: Annotated[str, typer.Argument(help="capability, e.g. translation")],
+    stage: Annotated[str, typer.Argument(help="cascade stage, e.g. asr")],
+) -> None:
+    """Run one NATS stage worker of a cascade in the foreground."""
+    from tessera.runtime import service
+
+    try:
+        service.main_worker(capability, stage)
+    except config.ConfigError as exc:
+        _fail(str(exc))
+
+
+@app.command()
 def up(
     detach: Annotated[bool, typer.Option(help="start in the background and return once ready")] = False,
     demo: Annotated[bool, typer.Option(help="run the demo scenarios once the stack is ready")] = False,

@@ -17,7 +17,7 @@ import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Literal
+from typing import Any, Literal
 
 import nats
 import nats.errors
@@ -307,6 +307,18 @@ class Bus:
                 ) from error
             span.set_attribute("messaging.nats.duplicate", bool(ack.duplicate))
             return ack
+
+    async def watch(self, subject: str, callback: Callable[[Msg], Awaitable[None]]) -> Any:
+        """An ephemeral, ordered push subscription to new messages on ``subject`` (for gateways fanning results
+        out to their own clients). nats-py recreates it after gaps and reconnects; returns the subscription."""
+        try:
+            return await self._js.subscribe(
+                subject, cb=callback, ordered_consumer=True, deliver_policy=api.DeliverPolicy.NEW
+            )
+        except nats.js.errors.NotFoundError as error:
+            raise BusRejected(f"no JetStream stream captures subject {subject!r}", reason="NO_STREAM") from error
+        except (TimeoutError, nats.errors.Error) as error:
+            raise BusUnavailable(f"subscribe to {subject!r}: {error or type(error).__name__}") from error
 
 
 class Delivery:

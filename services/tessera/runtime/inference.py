@@ -69,6 +69,7 @@ class ModelContract:
     max_batch_size: int
     inputs: dict[str, TensorSpec]
     outputs: dict[str, TensorSpec]
+    parameters: dict[str, str]  # config.pbtxt parameters: where a model declares what it serves (languages...)
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> ModelContract:
@@ -88,6 +89,7 @@ class ModelContract:
             max_batch_size=int(config.get("max_batch_size", 0)),
             inputs=specs(config.get("input", [])),
             outputs=specs(config.get("output", [])),
+            parameters={k: str(v.get("string_value", "")) for k, v in config.get("parameters", {}).items()},
         )
 
     def check(self, inputs: dict[str, NDArray[Any]]) -> None:

@@ -214,6 +214,10 @@ class TesseraServer:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
 
+    async def stop_requested(self) -> None:
+        """Returns once SIGTERM/SIGINT arrived (after ``install_signal_handlers``)."""
+        await self._stopping.wait()
+
     async def wait(self) -> None:
         stop_wait = asyncio.ensure_future(self._stopping.wait())
         done_wait = asyncio.ensure_future(self.server.wait_for_termination())

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from tessera.runtime import config
+from tessera.runtime.bus import Bus, ConsumerSpec, Handler, StreamSpec, Worker
 from tessera.runtime.inference import TritonClient
 from tessera.runtime.server import ServiceRegistration, TesseraServer, build_server
 from tessera.runtime.telemetry import setup_logging, setup_tracing
@@ -100,3 +101,68 @@ async def run(name: str) -> None:
 
 def main(name: str) -> None:
     asyncio.run(run(name))
+
+
+@dataclass
+class StageWorker:
+    """What a capability's ``workers.STAGES[stage]`` factory returns: one NATS stage of a cascade."""
+
+    name: str
+    streams: list[StreamSpec]
+    consumer: ConsumerSpec
+    handler: Handler
+    concurrency: int = 1
+    on_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+
+WorkerFactory = Callable[[config.ServerSettings, Bus], Awaitable[StageWorker]]
+
+
+def worker_factory_for(capability: str, stage: str) -> WorkerFactory:
+    try:
+        module = importlib.import_module(f"tessera.{capability}.workers")
+    except ModuleNotFoundError as exc:
+        raise config.ConfigError(f"capability {capability!r} has no workers: {exc}") from None
+    stages: dict[str, WorkerFactory] = module.STAGES
+    if stage not in stages:
+        raise config.ConfigError(f"{capability} has no stage {stage!r}; stages: {sorted(stages)}")
+    return stages[stage]
+
+
+async def start_worker(
+    capability: str, stage: str, settings: config.ServerSettings
+) -> tuple[StageWorker, Worker, TesseraServer, Bus, asyncio.Future[None]]:
+    """Connect, provision the stage's streams and consumer, start its loop and a health-only gRPC server."""
+    bus = await Bus.connect(settings.nats_url, f"{capability}-{stage}")
+    stage_worker = await worker_factory_for(capability, stage)(settings, bus)
+    for stream in stage_worker.streams:
+        await bus.ensure(stream)
+    await bus.ensure(stage_worker.consumer)
+    worker = Worker(bus, stage_worker.consumer, stage_worker.handler, concurrency=stage_worker.concurrency)
+    loop_task = asyncio.ensure_future(worker.run())
+    server = await build_server(settings, [])  # grpc.health.v1 for probes; a worker serves no API
+    return stage_worker, worker, server, bus, loop_task
+
+
+async def run_worker(capability: str, stage: str) -> None:
+    """Run one cascade stage until SIGTERM/SIGINT; on stop, in-flight messages finish or go back to the stream."""
+    settings = config.load(config.ServerSettings)
+    setup_logging(settings.log_level, settings.log_json)
+    setup_tracing(f"tessera-{capability}-{stage}")
+    stage_worker, worker, server, bus, loop_task = await start_worker(capability, stage, settings)
+    server.install_signal_handlers()
+    try:
+        stop = asyncio.ensure_future(server.stop_requested())
+        await asyncio.wait({stop, loop_task}, return_when=asyncio.FIRST_COMPLETED)
+        await server.health.enter_graceful_shutdown()
+        await worker.stop(settings.grace_s)
+    finally:
+        loop_task.cancel()
+        await server.server.stop(0)
+        for closer in reversed(stage_worker.on_close):
+            await closer()
+        await bus.close()
+
+
+def main_worker(capability: str, stage: str) -> None:
+    asyncio.run(run_worker(capability, stage))

@@ -112,7 +112,10 @@ class SupervisedService:
         self._thread.start()
 
     def _spawn(self) -> None:
-        argv = [sys.executable, "-m", "tessera.cli", "serve", self.name]
+        # "translation" is a gRPC service; "translation.asr" is a stage worker of the translation cascade.
+        capability, _, stage = self.name.partition(".")
+        command = ["work", capability, stage] if stage else ["serve", capability]
+        argv = [sys.executable, "-m", "tessera.cli", *command]
         self.process = ManagedProcess(self.name, argv, self.log_path, env={**self.env, "TESSERA_PORT": str(self.port)})
         self.process.start()
 

@@ -1,0 +1,527 @@
+"""gRPC gateway of the conference service: Join streams <-> floor, VAD segmentation, cascade, fan-out.
+
+The gateway holds conferences in memory (a conference lives on one gateway replica; route by conference id). It
+publishes each segment of the floor holder's speech to the cascade once, watches the cascade's results and fans
+each one out to the listeners of its language, in segment order, through bounded per-listener queues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from nats.aio.msg import Msg
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tessera.common.v1 import common_pb2
+from tessera.runtime import config
+from tessera.runtime.bus import Bus, BusUnavailable
+from tessera.runtime.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
+from tessera.runtime.inference import TritonClient
+from tessera.runtime.server import ServiceRegistration, TesseraServer
+from tessera.runtime.service import Capability
+from tessera.translation import cascade
+from tessera.translation.audio import AudioError, decode_chunk
+from tessera.translation.conference import Conference, JoinRefused, Participant, State
+from tessera.translation.delivery import ListenerQueue, SegmentOrder
+from tessera.translation.floor import Notice, NoticeKind
+from tessera.translation.languages import LanguageSupport
+from tessera.translation.segmenter import Segment, Segmenter
+from tessera.translation.v1 import cascade_pb2 as msg
+from tessera.translation.v1 import translation_pb2 as pb
+from tessera.translation.v1 import translation_pb2_grpc as pb_grpc
+from tessera.translation.vad import SileroDetector
+
+log = logging.getLogger("tessera.translation")
+SERVICE_NAME = "tessera.translation.v1.ConferenceService"
+_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+_FLOOR_KINDS = {
+    NoticeKind.GRANTED: pb.FLOOR_EVENT_KIND_GRANTED,
+    NoticeKind.QUEUED: pb.FLOOR_EVENT_KIND_QUEUED,
+    NoticeKind.RELEASED: pb.FLOOR_EVENT_KIND_RELEASED,
+    NoticeKind.CHANGED: pb.FLOOR_EVENT_KIND_CHANGED,
+}
+_ENCODINGS = {common_pb2.AUDIO_ENCODING_PCM16: "pcm16", common_pb2.AUDIO_ENCODING_FLOAT32: "float32"}
+
+
+class TranslationSettings(BaseSettings):
+    """``TESSERA_TRANSLATION_*``."""
+
+    model_config = SettingsConfigDict(env_prefix="TESSERA_TRANSLATION_", extra="ignore")
+
+    max_floor_hold_ms: int = Field(60_000, ge=1000)
+    listener_queue_events: int = Field(256, ge=8)
+    join_timeout_s: float = Field(10.0, gt=0)
+    max_conferences: int = Field(1000, ge=1)
+    max_participants: int = Field(512, ge=2)
+    gap_timeout_s: float = Field(15.0, gt=0)
+    speech_chunk_ms: int = Field(500, ge=20)
+    max_text_chars: int = Field(2000, ge=1)
+    vad_min_silence_ms: int = Field(500, ge=100)
+    max_segment_s: float = Field(15.0, ge=1)
+    models_ready_timeout_s: float = Field(600.0, gt=0)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class Listener:
+    participant: Participant
+    queue: ListenerQueue[pb.ServerEvent | None]
+    start_seq: int
+
+
+@dataclass
+class Room:
+    """One conference's live state on this gateway."""
+
+    conference: Conference
+    listeners: dict[str, Listener] = field(default_factory=dict)
+    segmenters: dict[str, Segmenter] = field(default_factory=dict)
+    plans: dict[int, tuple[str, ...]] = field(default_factory=dict)  # seq -> target languages
+    orders: dict[tuple[str, str], SegmentOrder[Any]] = field(default_factory=dict)
+    speech_offsets: dict[str, int] = field(default_factory=dict)  # speaker -> ms of audio received
+
+    def plan(self, seq: int, targets: tuple[str, ...], gap_timeout_s: float) -> None:
+        """Record a segment's languages; a stream's order starts at the first segment that will carry it."""
+        self.plans[seq] = targets
+        for kind, language in [("transcript", ""), *[(k, t) for t in targets for k in ("text", "speech")]]:
+            if (kind, language) not in self.orders:
+                expects = self._expects(kind, language)
+                self.orders[(kind, language)] = SegmentOrder(seq, gap_timeout_s, expects)
+
+    def _expects(self, kind: str, language: str) -> Callable[[int], bool]:
+        if kind == "transcript":
+            return lambda seq: seq in self.plans
+        return lambda seq: language in self.plans.get(seq, ())
+
+
+class ConferenceServicer(pb_grpc.ConferenceServiceServicer):
+    def __init__(self, own: TranslationSettings, bus: Bus, triton: TritonClient) -> None:
+        self.own = own
+        self.bus = bus
+        self.triton = triton
+        self.rooms: dict[str, Room] = {}
+        self.support = LanguageSupport(frozenset(), frozenset(), frozenset())
+        self._tasks: list[asyncio.Future[Any]] = []
+        self._subscriptions: list[Any] = []
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+    async def start(self, server: TesseraServer) -> None:
+        await server.set_serving(False, SERVICE_NAME)
+        await server.set_serving(False, "")
+        await self.bus.ensure(cascade.STREAM)
+        for stage in ("transcript", "text.*", "speech.*"):
+            self._subscriptions.append(await self.bus.watch(f"{cascade.PREFIX}.*.{stage}", self._on_result))
+        self._tasks.append(asyncio.ensure_future(self._tick()))
+
+        async def ready() -> None:
+            try:
+                await self.triton.wait_ready(list(cascade.MODELS), self.own.models_ready_timeout_s)
+                self.support = await cascade.language_support(self.triton)
+            except Exception:
+                log.exception("translation models never became ready; staying NOT_SERVING")
+                return
+            log.info("languages: %s", self.support.participant_languages())
+            if not server.drained:
+                await server.set_serving(True, SERVICE_NAME)
+                await server.set_serving(True, "")
+
+        self._tasks.append(asyncio.ensure_future(ready()))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for sub in self._subscriptions:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        for room in self.rooms.values():
+            for listener in room.listeners.values():
+                listener.queue.put(None)
+
+    # -- conference resource ---------------------------------------------------------------------------------
+    def _room(self, conference_id: str, field_name: str = "conference_id") -> Room:
+        room = self.rooms.get(conference_id)
+        if room is None:
+            raise NotFound(f"no conference {conference_id!r}", field=field_name)
+        return room
+
+    def _describe(self, room: Room) -> pb.Conference:
+        conf = room.conference
+        return pb.Conference(
+            conference_id=conf.conference_id,
+            display_name=conf.display_name,
+            state=pb.CONFERENCE_STATE_ACTIVE if conf.state is State.ACTIVE else pb.CONFERENCE_STATE_ENDED,
+            participants=[
+                pb.Participant(participant_id=p.participant_id, display_name=p.display_name, language=p.language_tag)
+                for p in conf.participants.values()
+            ],
+            floor_holder_id=conf.floor.holder,
+            floor_queue=conf.floor.queue,
+            max_floor_hold_ms=int(conf.max_hold_s * 1000),
+            languages=conf.languages(),
+            segments_accepted=conf.next_seq - 1,
+            create_time_ms=conf.created_unix_ms,
+        )
+
+    async def CreateConference(
+        self, request: pb.CreateConferenceRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.Conference:
+        if not self.support.asr:
+            raise Unavailable("the translation models are not ready yet; retry shortly")
+        conference_id = request.conference_id or uuid.uuid4().hex[:12]
+        if not _ID.match(conference_id):
+            raise InvalidArgument("must match [a-z0-9][a-z0-9-]{0,63}", field="conference_id")
+        if conference_id in self.rooms:
+            raise InvalidArgument(f"conference {conference_id!r} exists", field="conference_id")
+        if len(self.rooms) >= self.own.max_conferences:
+            raise ResourceExhausted(f"at most {self.own.max_conferences} conferences per gateway")
+        hold_ms = request.max_floor_hold_ms or self.own.max_floor_hold_ms
+        if not 1000 <= hold_ms <= 3_600_000:
+            raise InvalidArgument("must be 1000-3600000 ms", field="max_floor_hold_ms")
+        conf = Conference(conference_id, request.display_name[:200], hold_ms / 1000, _now_ms(), self.support)
+        self.rooms[conference_id] = Room(conf)
+        return self._describe(self.rooms[conference_id])
+
+    async def GetConference(
+        self, request: pb.GetConferenceRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.Conference:
+        return self._describe(self._room(request.conference_id))
+
+    async def EndConference(
+        self, request: pb.EndConferenceRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.Conference:
+        room = self._room(request.conference_id)
+        room.conference.state = State.ENDED
+        for speaker in list(room.segmenters):
+            await self._flush(room, speaker)
+        described = self._describe(room)
+        for listener in room.listeners.values():
+            listener.queue.put(None)
+        return described
+
+    async def ListLanguages(
+        self, request: pb.ListLanguagesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListLanguagesResponse:
+        s = self.support
+        return pb.ListLanguagesResponse(
+            participant_languages=s.participant_languages(),
+            asr_languages=sorted(s.asr),
+            mt_pairs=[pb.LanguagePair(source=a, target=b) for a, b in sorted(s.mt_pairs)],
+            tts_languages=sorted(s.tts),
+        )
+
+    # -- the Join stream -------------------------------------------------------------------------------------
+    async def Join(
+        self, request_iterator: AsyncIterator[pb.ClientEvent], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[pb.ServerEvent]:
+        events = request_iterator.__aiter__()
+        try:
+            first = await asyncio.wait_for(events.__anext__(), self.own.join_timeout_s)
+        except (TimeoutError, StopAsyncIteration):
+            raise InvalidArgument(f"send join first, within {self.own.join_timeout_s:g} s", field="join") from None
+        if first.WhichOneof("event") != "join":
+            raise InvalidArgument("the first event must be join", field="join")
+        join = first.join
+        room = self._room(join.conference_id, "join.conference_id")
+        if len(room.conference.participants) >= self.own.max_participants:
+            raise ResourceExhausted(f"at most {self.own.max_participants} participants", field="join.conference_id")
+        try:
+            participant = room.conference.join(join.participant_id, join.display_name, join.language)
+        except JoinRefused as exc:
+            raise InvalidArgument(str(exc), field=exc.field) from None
+        listener = Listener(participant, ListenerQueue(self.own.listener_queue_events), room.conference.next_seq)
+        room.listeners[participant.participant_id] = listener
+        log.info("%s joined %s (%s)", participant.participant_id, room.conference.conference_id, participant.language)
+        reader = asyncio.ensure_future(self._read(room, listener, events))
+        try:
+            yield pb.ServerEvent(joined=pb.Joined(conference=self._describe(room), next_segment_seq=listener.start_seq))
+            yield pb.ServerEvent(
+                floor=pb.FloorEvent(
+                    kind=pb.FLOOR_EVENT_KIND_CHANGED, holder_id=room.conference.floor.holder, reason="joined"
+                )
+            )
+            while True:
+                event = await listener.queue.get()
+                dropped = listener.queue.take_dropped()
+                if dropped:
+                    yield pb.ServerEvent(dropped=pb.Dropped(count=dropped, reason="listener queue full"))
+                if event is None:
+                    return  # conference ended or gateway stopping
+                yield event
+        finally:
+            reader.cancel()
+            await self._leave(room, listener)
+
+    async def _read(self, room: Room, listener: Listener, events: AsyncIterator[pb.ClientEvent]) -> None:
+        pid = listener.participant.participant_id
+        async for event in events:
+            kind = event.WhichOneof("event")
+            try:
+                if kind == "request_floor":
+                    self._notify(room, room.conference.floor.request(pid, time.monotonic()))
+                elif kind == "release_floor":
+                    await self._flush(room, pid)
+                    self._notify(room, room.conference.floor.release(pid, time.monotonic()))
+                elif kind == "audio":
+                    await self._on_audio(room, listener, event.audio)
+                elif kind == "text":
+                    await self._on_text(room, listener, event.text.text)
+                else:
+                    raise InvalidArgument("already joined; send floor requests, audio or text", field="join")
+            except (InvalidArgument, _Refused) as exc:
+                listener.queue.put(_error(exc))
+            except BusUnavailable as exc:
+                listener.queue.put(
+                    pb.ServerEvent(
+                        error=pb.ErrorEvent(
+                            code=grpc.StatusCode.UNAVAILABLE.value[0], message=f"not accepted, please repeat: {exc}"
+                        )
+                    )
+                )
+
+    async def _on_audio(self, room: Room, listener: Listener, chunk: common_pb2.AudioChunk) -> None:
+        pid, language = listener.participant.participant_id, listener.participant.language
+        if not room.conference.floor.may_speak(pid):
+            raise _Refused("you do not hold the floor: send request_floor and wait for GRANTED; audio dropped", "audio")
+        if not self.support.can_speak(language):
+            raise _Refused(f"no speech recognition for {language!r}; send text instead", "audio")
+        try:
+            samples = decode_chunk(chunk.data, _ENCODINGS.get(chunk.encoding, ""), chunk.sample_rate_hz, chunk.channels)
+        except AudioError as exc:
+            raise InvalidArgument(str(exc), field=exc.field) from None
+        segmenter = room.segmenters.get(pid)
+        if segmenter is None:
+            segmenter = room.segmenters[pid] = Segmenter(
+                SileroDetector(), min_silence_ms=self.own.vad_min_silence_ms, max_segment_s=self.own.max_segment_s
+            )
+        segments = await asyncio.to_thread(segmenter.push, samples)
+        for segment in segments:
+            await self._publish(room, pid, segment, "")
+
+    async def _on_text(self, room: Room, listener: Listener, text: str) -> None:
+        text = text.strip()
+        if not text:
+            raise InvalidArgument("must not be empty", field="text.text")
+        if len(text) > self.own.max_text_chars:
+            raise InvalidArgument(f"at most {self.own.max_text_chars} characters", field="text.text")
+        await self._publish(room, listener.participant.participant_id, None, text)
+
+    async def _flush(self, room: Room, speaker: str) -> None:
+        segmenter = room.segmenters.pop(speaker, None)
+        if segmenter is not None:
+            for segment in await asyncio.to_thread(segmenter.flush):
+                await self._publish(room, speaker, segment, "")
+
+    async def _publish(self, room: Room, speaker: str, segment: Segment | None, text: str) -> None:
+        if speaker not in room.conference.participants:
+            return
+        plan = room.conference.plan_segment(speaker)
+        room.plan(plan.seq, plan.targets, self.own.gap_timeout_s)
+        rate = 16000
+        audio = msg.SegmentAudio(
+            conference_id=room.conference.conference_id,
+            segment_id=plan.segment_id,
+            seq=plan.seq,
+            speaker_id=speaker,
+            language=plan.language,
+            target_languages=list(plan.targets),
+            times=msg.StageTimes(cut_unix_ms=_now_ms()),
+            text=text,
+        )
+        if segment is not None:
+            audio.pcm_f32 = segment.audio.tobytes()
+            audio.start_ms, audio.end_ms = segment.start_sample * 1000 // rate, segment.end_sample * 1000 // rate
+        await self.bus.publish(
+            cascade.subject(room.conference.conference_id, "audio"), audio.SerializeToString(), msg_id=plan.segment_id
+        )
+
+    async def _leave(self, room: Room, listener: Listener) -> None:
+        pid = listener.participant.participant_id
+        if room.listeners.get(pid) is listener:
+            del room.listeners[pid]
+        with contextlib.suppress(BusUnavailable):
+            await self._flush(room, pid)  # speech already spoken is still translated
+        self._notify(room, room.conference.floor.leave(pid, time.monotonic()))
+        room.conference.leave(pid)
+        log.info("%s left %s", pid, room.conference.conference_id)
+
+    def _notify(self, room: Room, notices: list[Notice]) -> None:
+        for notice in notices:
+            event = pb.ServerEvent(
+                floor=pb.FloorEvent(
+                    kind=_FLOOR_KINDS[notice.kind],
+                    holder_id=notice.holder,
+                    queue_position=notice.position,
+                    reason=notice.reason,
+                )
+            )
+            targets = room.listeners.values() if notice.to is None else [room.listeners.get(notice.to)]
+            for listener in targets:
+                if listener is not None:
+                    listener.queue.put(event)
+
+    # -- results from the cascade ----------------------------------------------------------------------------
+    async def _on_result(self, message: Msg) -> None:
+        parts = message.subject.split(".")
+        if len(parts) < 4:
+            return
+        room = self.rooms.get(parts[2])
+        if room is None:
+            return  # a conference of another gateway replica
+        stage = parts[3]
+        try:
+            language = parts[4] if len(parts) == 5 else ""
+            order = room.orders.get((stage, language))
+            if order is None:
+                return  # not a stream this gateway planned
+            item: msg.SegmentText | msg.SegmentSpeech
+            item = (
+                msg.SegmentSpeech.FromString(message.data)
+                if stage == "speech"
+                else msg.SegmentText.FromString(message.data)
+            )
+            for released in order.offer(item.seq, item, time.monotonic()):
+                self._deliver(room, stage, released)
+        except Exception:
+            log.exception("bad cascade message on %s", message.subject)
+
+    def _deliver(self, room: Room, kind: str, item: Any) -> None:
+        if kind == "transcript":
+            self._deliver_transcript(room, item)
+        elif kind == "text":
+            self._deliver_translation(room, item)
+        else:
+            self._deliver_speech(room, item)
+
+    def _listeners(self, room: Room, seq: int, language: str | None = None) -> list[Listener]:
+        return [
+            listener
+            for listener in room.listeners.values()
+            if listener.start_seq <= seq and (language is None or listener.participant.language == language)
+        ]
+
+    def _deliver_transcript(self, room: Room, text: msg.SegmentText) -> None:
+        event = pb.ServerEvent(
+            transcript=pb.Transcript(
+                segment_id=text.segment_id,
+                seq=text.seq,
+                speaker_id=text.speaker_id,
+                language=text.language,
+                text=text.text,
+                span=common_pb2.TimeRange(start_ms=text.start_ms, end_ms=text.end_ms),
+            )
+        )
+        for listener in self._listeners(room, text.seq):
+            listener.queue.put(event)
+
+    def _deliver_translation(self, room: Room, text: msg.SegmentText) -> None:
+        event = pb.ServerEvent(
+            translation=pb.Translation(
+                segment_id=text.segment_id,
+                seq=text.seq,
+                speaker_id=text.speaker_id,
+                source_language=text.source_language,
+                target_language=text.language,
+                text=text.text,
+            )
+        )
+        for listener in self._listeners(room, text.seq, text.language):
+            listener.queue.put(event)
+
+    def _deliver_speech(self, room: Room, speech: msg.SegmentSpeech) -> None:
+        listeners = self._listeners(room, speech.seq, speech.language)
+        if not listeners:
+            return
+        rate = speech.sample_rate_hz or 16000
+        step = max(2, rate * self.own.speech_chunk_ms // 1000 * 2)
+        pcm = speech.pcm16
+        pieces = [pcm[i : i + step] for i in range(0, len(pcm), step)] or [b""]
+        events = [
+            pb.ServerEvent(
+                speech=pb.SpeechChunk(
+                    segment_id=speech.segment_id,
+                    seq=speech.seq,
+                    language=speech.language,
+                    last=i == len(pieces) - 1,
+                    audio=common_pb2.AudioChunk(
+                        data=piece, encoding=common_pb2.AUDIO_ENCODING_PCM16, sample_rate_hz=rate, channels=1
+                    ),
+                )
+            )
+            for i, piece in enumerate(pieces)
+        ]
+        times = speech.times
+        total = max(0.0, _now_ms() - times.cut_unix_ms) if times.cut_unix_ms else 0.0
+        stages = times.asr_ms + times.mt_ms + times.tts_ms
+        latency = pb.ServerEvent(
+            latency=pb.LatencyBreakdown(
+                segment_id=speech.segment_id,
+                language=speech.language,
+                asr_ms=times.asr_ms,
+                mt_ms=times.mt_ms,
+                tts_ms=times.tts_ms,
+                queue_ms=max(0.0, total - stages),
+                total_ms=total,
+            )
+        )
+        for listener in listeners:
+            for event in events:
+                listener.queue.put(event)
+            listener.queue.put(latency)
+
+    async def _tick(self) -> None:
+        """Floor expiry and ordering gaps, four times a second."""
+        while True:
+            await asyncio.sleep(0.25)
+            now = time.monotonic()
+            for room in list(self.rooms.values()):
+                holder = room.conference.floor.holder
+                notices = room.conference.floor.expire(now)
+                if notices:
+                    with contextlib.suppress(BusUnavailable):
+                        await self._flush(room, holder)
+                    self._notify(room, notices)
+                for (kind, _language), order in list(room.orders.items()):
+                    for item in order.poll(now):
+                        self._deliver(room, kind, item)
+                low = min((o.next_seq for o in room.orders.values()), default=room.conference.next_seq)
+                for seq in [s for s in room.plans if s < low - 1]:
+                    del room.plans[seq]
+
+
+class _Refused(Exception):
+    """A client event refused with FAILED_PRECONDITION; the stream goes on."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _error(exc: InvalidArgument | _Refused) -> pb.ServerEvent:
+    code = grpc.StatusCode.FAILED_PRECONDITION if isinstance(exc, _Refused) else grpc.StatusCode.INVALID_ARGUMENT
+    return pb.ServerEvent(error=pb.ErrorEvent(code=code.value[0], message=str(exc), field=exc.field or ""))
+
+
+async def create(settings: config.ServerSettings) -> Capability:
+    own = config.load(TranslationSettings)
+    bus = await Bus.connect(settings.nats_url, "translation-gateway")
+    triton = TritonClient(settings.triton_url, default_timeout_s=settings.triton_timeout_s)
+    servicer = ConferenceServicer(own, bus, triton)
+    return Capability(
+        name="translation",
+        services=[ServiceRegistration(SERVICE_NAME, pb_grpc.add_ConferenceServiceServicer_to_server, servicer)],
+        on_start=[servicer.start],
+        on_close=[bus.close, triton.close, servicer.close],
+    )

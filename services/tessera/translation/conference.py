@@ -1,0 +1,93 @@
+"""A conference's state: participants, their languages, the floor, and segment numbering.
+
+Per spoken segment the work is planned here: one ASR in the speaker's language, then MT and TTS once for every
+*distinct* other language among the listeners - 1 + 2(L-1) model calls whatever the number of participants N.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from tessera.translation.floor import Floor
+from tessera.translation.languages import LanguageSupport, base_language
+
+
+class JoinRefused(Exception):
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class State(enum.Enum):
+    ACTIVE = "active"
+    ENDED = "ended"
+
+
+@dataclass
+class Participant:
+    participant_id: str
+    display_name: str
+    language_tag: str  # as given
+    language: str  # base language used for routing
+
+
+@dataclass(frozen=True)
+class SegmentPlan:
+    seq: int
+    segment_id: str
+    speaker_id: str
+    language: str
+    targets: tuple[str, ...]  # distinct listener languages other than the speaker's
+
+
+def model_calls_per_segment(languages: int) -> int:
+    """1 ASR + (L-1) x (MT + TTS)."""
+    return 1 + 2 * max(0, languages - 1)
+
+
+@dataclass
+class Conference:
+    conference_id: str
+    display_name: str
+    max_hold_s: float
+    created_unix_ms: int
+    support: LanguageSupport
+    participants: dict[str, Participant] = field(default_factory=dict)
+    state: State = State.ACTIVE
+    next_seq: int = 1
+    floor: Floor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.floor = Floor(self.max_hold_s)
+
+    def join(self, participant_id: str, display_name: str, language_tag: str) -> Participant:
+        if self.state is not State.ACTIVE:
+            raise JoinRefused("the conference has ended", "join.conference_id")
+        if not participant_id or len(participant_id) > 64:
+            raise JoinRefused("participant_id must be 1-64 characters", "join.participant_id")
+        if participant_id in self.participants:
+            raise JoinRefused(f"{participant_id!r} is already connected", "join.participant_id")
+        try:
+            language = base_language(language_tag)
+        except ValueError as exc:
+            raise JoinRefused(str(exc), "join.language") from None
+        if not self.support.can_hear(language):
+            supported = ", ".join(self.support.participant_languages())
+            raise JoinRefused(f"no model serves {language_tag!r}; supported languages: {supported}", "join.language")
+        participant = Participant(participant_id, display_name or participant_id, language_tag, language)
+        self.participants[participant_id] = participant
+        return participant
+
+    def leave(self, participant_id: str) -> Participant | None:
+        return self.participants.pop(participant_id, None)
+
+    def languages(self) -> list[str]:
+        return sorted({p.language for p in self.participants.values()})
+
+    def plan_segment(self, speaker_id: str) -> SegmentPlan:
+        speaker = self.participants[speaker_id]
+        seq = self.next_seq
+        self.next_seq += 1
+        targets = tuple(lang for lang in self.languages() if lang != speaker.language)
+        return SegmentPlan(seq, f"{self.conference_id}-{seq:06d}", speaker_id, speaker.language, targets)
