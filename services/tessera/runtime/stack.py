@@ -38,7 +38,10 @@ class StackSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TESSERA_STACK_", extra="ignore")
 
     build_dir: Path = Path("build")
-    services: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["keyframes"])
+    # "<capability>" runs its gRPC service, "<capability>.<stage>" one of its cascade's workers.
+    services: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["keyframes", "translation", "translation.asr", "translation.mt", "translation.tts"]
+    )
     base_port: int = Field(50051, ge=0, le=65000, description="service i listens on base_port + i; 0 picks free ports")
     nats_port: int = Field(4222, ge=0)
     triton_grpc_port: int = Field(8001, ge=0)

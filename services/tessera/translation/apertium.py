@@ -172,6 +172,11 @@ class PipelinePool:
                 self.fallbacks += 1
                 return one_shot(self.modes[pair], text)
 
+    def warm(self) -> None:
+        """Start every pair's chain now (a model's load time), so the first real sentence pays no start-up."""
+        for source, target in self.modes:
+            self.translate(source, target, "Hello.")
+
     def close(self) -> None:
         for pipe in self._pipes.values():
             pipe.close()

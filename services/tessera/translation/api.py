@@ -63,7 +63,7 @@ class TranslationSettings(BaseSettings):
     join_timeout_s: float = Field(10.0, gt=0)
     max_conferences: int = Field(1000, ge=1)
     max_participants: int = Field(512, ge=2)
-    gap_timeout_s: float = Field(15.0, gt=0)
+    gap_timeout_s: float = Field(20.0, gt=0)  # longer than a stage consumer's ack wait (15 s)
     speech_chunk_ms: int = Field(500, ge=20)
     max_text_chars: int = Field(2000, ge=1)
     vad_min_silence_ms: int = Field(500, ge=100)
@@ -241,7 +241,8 @@ class ConferenceServicer(pb_grpc.ConferenceServiceServicer):
             participant = room.conference.join(join.participant_id, join.display_name, join.language)
         except JoinRefused as exc:
             raise InvalidArgument(str(exc), field=exc.field) from None
-        listener = Listener(participant, ListenerQueue(self.own.listener_queue_events), room.conference.next_seq)
+        capacity = min(join.max_queued_events or self.own.listener_queue_events, self.own.listener_queue_events)
+        listener = Listener(participant, ListenerQueue(capacity), room.conference.next_seq)
         room.listeners[participant.participant_id] = listener
         log.info("%s joined %s (%s)", participant.participant_id, room.conference.conference_id, participant.language)
         reader = asyncio.ensure_future(self._read(room, listener, events))

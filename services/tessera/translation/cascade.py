@@ -22,7 +22,7 @@ def subject(conference_id: str, stage: str) -> str:
     return f"{PREFIX}.{conference_id}.{stage}"
 
 
-def consumer(stage: str, filter_subject: str, ack_wait_s: float = 30.0) -> ConsumerSpec:
+def consumer(stage: str, filter_subject: str, ack_wait_s: float = 15.0) -> ConsumerSpec:
     return ConsumerSpec(
         stream=STREAM.name,
         durable=f"translation_{stage}",

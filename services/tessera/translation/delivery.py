@@ -1,8 +1,9 @@
 """Getting cascade results to listeners: de-duplication, per-conference order, bounded per-listener queues.
 
 Results can arrive twice (a worker restarted after publishing, before acking) or out of order (stages run in
-parallel). ``SegmentOrder`` releases each stream's events in segment order, once each, and gives up waiting for a
-missing segment after a timeout so one lost segment cannot stall a conference. ``ListenerQueue`` bounds what a slow
+parallel). ``SegmentOrder`` releases each stream's events in segment order, once each. It stops waiting for a
+missing segment after a timeout, so one slow segment (a worker restarting) cannot stall a conference; when that
+segment does arrive it is still delivered, late, rather than lost. ``ListenerQueue`` bounds what a slow
 listener can hold: it drops that listener's oldest events and reports how many, so the others never wait.
 """
 
@@ -30,10 +31,14 @@ class SegmentOrder(Generic[T]):
     expects: Callable[[int], bool] = field(default=lambda _seq: True)
     _pending: dict[int, T] = field(default_factory=dict)
     _waiting_since: float | None = None
+    _skipped: set[int] = field(default_factory=set)  # passed over while missing; delivered late if they come
 
     def offer(self, seq: int, item: T, now: float) -> list[T]:
+        if seq in self._skipped:
+            self._skipped.discard(seq)
+            return [item]  # late, but not lost
         if seq < self.next_seq or seq in self._pending:
-            return []  # a duplicate, or a segment we already gave up on
+            return []  # a duplicate
         self._pending[seq] = item
         return self._release(now)
 
@@ -63,7 +68,11 @@ class SegmentOrder(Generic[T]):
                 self._waiting_since = now
             if now - self._waiting_since < self.gap_timeout_s:
                 return out
-            self.next_seq = min(self._pending)  # give up on the gap
+            resume = min(self._pending)  # stop waiting for the gap; remember it for a late arrival
+            self._skipped.update(s for s in range(self.next_seq, resume) if self.expects(s))
+            if len(self._skipped) > 10_000:
+                self._skipped = set(sorted(self._skipped)[-10_000:])
+            self.next_seq = resume
             self._waiting_since = None
 
 

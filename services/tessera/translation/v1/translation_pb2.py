@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from tessera.common.v1 import common_pb2 as tessera_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(tessera/translation/v1/translation.proto\x12\x16tessera.translation.v1\x1a\x1etessera/common/v1/common.proto\"M\n\x0bParticipant\x12\x16\n\x0eparticipant_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x10\n\x08language\x18\x03 \x01(\t\"\xbb\x02\n\nConference\x12\x15\n\rconference_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x36\n\x05state\x18\x03 \x01(\x0e\x32\'.tessera.translation.v1.ConferenceState\x12\x39\n\x0cparticipants\x18\x04 \x03(\x0b\x32#.tessera.translation.v1.Participant\x12\x17\n\x0f\x66loor_holder_id\x18\x05 \x01(\t\x12\x13\n\x0b\x66loor_queue\x18\x06 \x03(\t\x12\x19\n\x11max_floor_hold_ms\x18\x07 \x01(\r\x12\x11\n\tlanguages\x18\x08 \x03(\t\x12\x19\n\x11segments_accepted\x18\t \x01(\x04\x12\x16\n\x0e\x63reate_time_ms\x18\n \x01(\x03\"a\n\x17\x43reateConferenceRequest\x12\x15\n\rconference_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x19\n\x11max_floor_hold_ms\x18\x03 \x01(\r\"-\n\x14GetConferenceRequest\x12\x15\n\rconference_id\x18\x01 \x01(\t\"-\n\x14\x45ndConferenceRequest\x12\x15\n\rconference_id\x18\x01 \x01(\t\"\x16\n\x14ListLanguagesRequest\".\n\x0cLanguagePair\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\"\x9c\x01\n\x15ListLanguagesResponse\x12\x1d\n\x15participant_languages\x18\x01 \x03(\t\x12\x15\n\rasr_languages\x18\x02 \x03(\t\x12\x36\n\x08mt_pairs\x18\x03 \x03(\x0b\x32$.tessera.translation.v1.LanguagePair\x12\x15\n\rtts_languages\x18\x04 \x03(\t\"d\n\x0bJoinRequest\x12\x15\n\rconference_id\x18\x01 \x01(\t\x12\x16\n\x0eparticipant_id\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x10\n\x08language\x18\x04 \x01(\t\"\x0e\n\x0cRequestFloor\"\x0e\n\x0cReleaseFloor\"\x1b\n\x0bTextMessage\x12\x0c\n\x04text\x18\x01 \x01(\t\"\xae\x02\n\x0b\x43lientEvent\x12\x33\n\x04join\x18\x01 \x01(\x0b\x32#.tessera.translation.v1.JoinRequestH\x00\x12=\n\rrequest_floor\x18\x02 \x01(\x0b\x32$.tessera.translation.v1.RequestFloorH\x00\x12=\n\rrelease_floor\x18\x03 \x01(\x0b\x32$.tessera.translation.v1.ReleaseFloorH\x00\x12.\n\x05\x61udio\x18\x04 \x01(\x0b\x32\x1d.tessera.common.v1.AudioChunkH\x00\x12\x33\n\x04text\x18\x05 \x01(\x0b\x32#.tessera.translation.v1.TextMessageH\x00\x42\x07\n\x05\x65vent\"}\n\nFloorEvent\x12\x34\n\x04kind\x18\x01 \x01(\x0e\x32&.tessera.translation.v1.FloorEventKind\x12\x11\n\tholder_id\x18\x02 \x01(\t\x12\x16\n\x0equeue_position\x18\x03 \x01(\r\x12\x0e\n\x06reason\x18\x04 \x01(\t\"Z\n\x06Joined\x12\x36\n\nconference\x18\x01 \x01(\x0b\x32\".tessera.translation.v1.Conference\x12\x18\n\x10next_segment_seq\x18\x02 \x01(\x04\"\x8d\x01\n\nTranscript\x12\x12\n\nsegment_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x12\n\nspeaker_id\x18\x03 \x01(\t\x12\x10\n\x08language\x18\x04 \x01(\t\x12\x0c\n\x04text\x18\x05 \x01(\t\x12*\n\x04span\x18\x06 \x01(\x0b\x32\x1c.tessera.common.v1.TimeRange\"\x82\x01\n\x0bTranslation\x12\x12\n\nsegment_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x12\n\nspeaker_id\x18\x03 \x01(\t\x12\x17\n\x0fsource_language\x18\x04 \x01(\t\x12\x17\n\x0ftarget_language\x18\x05 \x01(\t\x12\x0c\n\x04text\x18\x06 \x01(\t\"|\n\x0bSpeechChunk\x12\x12\n\nsegment_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x10\n\x08language\x18\x03 \x01(\t\x12,\n\x05\x61udio\x18\x04 \x01(\x0b\x32\x1d.tessera.common.v1.AudioChunk\x12\x0c\n\x04last\x18\x05 \x01(\x08\"\x8b\x01\n\x10LatencyBreakdown\x12\x12\n\nsegment_id\x18\x01 \x01(\t\x12\x10\n\x08language\x18\x02 \x01(\t\x12\x0e\n\x06\x61sr_ms\x18\x03 \x01(\x01\x12\r\n\x05mt_ms\x18\x04 \x01(\x01\x12\x0e\n\x06tts_ms\x18\x05 \x01(\x01\x12\x10\n\x08queue_ms\x18\x06 \x01(\x01\x12\x10\n\x08total_ms\x18\x07 \x01(\x01\"(\n\x07\x44ropped\x12\r\n\x05\x63ount\x18\x01 \x01(\x04\x12\x0e\n\x06reason\x18\x02 \x01(\t\":\n\nErrorEvent\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05\x66ield\x18\x03 \x01(\t\"\xd0\x03\n\x0bServerEvent\x12\x30\n\x06joined\x18\x01 \x01(\x0b\x32\x1e.tessera.translation.v1.JoinedH\x00\x12\x33\n\x05\x66loor\x18\x02 \x01(\x0b\x32\".tessera.translation.v1.FloorEventH\x00\x12\x38\n\ntranscript\x18\x03 \x01(\x0b\x32\".tessera.translation.v1.TranscriptH\x00\x12:\n\x0btranslation\x18\x04 \x01(\x0b\x32#.tessera.translation.v1.TranslationH\x00\x12\x35\n\x06speech\x18\x05 \x01(\x0b\x32#.tessera.translation.v1.SpeechChunkH\x00\x12;\n\x07latency\x18\x06 \x01(\x0b\x32(.tessera.translation.v1.LatencyBreakdownH\x00\x12\x32\n\x07\x64ropped\x18\x07 \x01(\x0b\x32\x1f.tessera.translation.v1.DroppedH\x00\x12\x33\n\x05\x65rror\x18\x08 \x01(\x0b\x32\".tessera.translation.v1.ErrorEventH\x00\x42\x07\n\x05\x65vent*l\n\x0f\x43onferenceState\x12 \n\x1c\x43ONFERENCE_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x43ONFERENCE_STATE_ACTIVE\x10\x01\x12\x1a\n\x16\x43ONFERENCE_STATE_ENDED\x10\x02*\xaa\x01\n\x0e\x46loorEventKind\x12 \n\x1c\x46LOOR_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x46LOOR_EVENT_KIND_GRANTED\x10\x01\x12\x1b\n\x17\x46LOOR_EVENT_KIND_QUEUED\x10\x02\x12\x1d\n\x19\x46LOOR_EVENT_KIND_RELEASED\x10\x03\x12\x1c\n\x18\x46LOOR_EVENT_KIND_CHANGED\x10\x04\x32\x86\x04\n\x11\x43onferenceService\x12g\n\x10\x43reateConference\x12/.tessera.translation.v1.CreateConferenceRequest\x1a\".tessera.translation.v1.Conference\x12\x61\n\rGetConference\x12,.tessera.translation.v1.GetConferenceRequest\x1a\".tessera.translation.v1.Conference\x12\x61\n\rEndConference\x12,.tessera.translation.v1.EndConferenceRequest\x1a\".tessera.translation.v1.Conference\x12l\n\rListLanguages\x12,.tessera.translation.v1.ListLanguagesRequest\x1a-.tessera.translation.v1.ListLanguagesResponse\x12T\n\x04Join\x12#.tessera.translation.v1.ClientEvent\x1a#.tessera.translation.v1.ServerEvent(\x01\x30\x01\x42&Z$tessera/translation/v1;translationv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(tessera/translation/v1/translation.proto\x12\x16tessera.translation.v1\x1a\x1etessera/common/v1/common.proto\"M\n\x0bParticipant\x12\x16\n\x0eparticipant_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x10\n\x08language\x18\x03 \x01(\t\"\xbb\x02\n\nConference\x12\x15\n\rconference_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x36\n\x05state\x18\x03 \x01(\x0e\x32\'.tessera.translation.v1.ConferenceState\x12\x39\n\x0cparticipants\x18\x04 \x03(\x0b\x32#.tessera.translation.v1.Participant\x12\x17\n\x0f\x66loor_holder_id\x18\x05 \x01(\t\x12\x13\n\x0b\x66loor_queue\x18\x06 \x03(\t\x12\x19\n\x11max_floor_hold_ms\x18\x07 \x01(\r\x12\x11\n\tlanguages\x18\x08 \x03(\t\x12\x19\n\x11segments_accepted\x18\t \x01(\x04\x12\x16\n\x0e\x63reate_time_ms\x18\n \x01(\x03\"a\n\x17\x43reateConferenceRequest\x12\x15\n\rconference_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x19\n\x11max_floor_hold_ms\x18\x03 \x01(\r\"-\n\x14GetConferenceRequest\x12\x15\n\rconference_id\x18\x01 \x01(\t\"-\n\x14\x45ndConferenceRequest\x12\x15\n\rconference_id\x18\x01 \x01(\t\"\x16\n\x14ListLanguagesRequest\".\n\x0cLanguagePair\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\"\x9c\x01\n\x15ListLanguagesResponse\x12\x1d\n\x15participant_languages\x18\x01 \x03(\t\x12\x15\n\rasr_languages\x18\x02 \x03(\t\x12\x36\n\x08mt_pairs\x18\x03 \x03(\x0b\x32$.tessera.translation.v1.LanguagePair\x12\x15\n\rtts_languages\x18\x04 \x03(\t\"\x7f\n\x0bJoinRequest\x12\x15\n\rconference_id\x18\x01 \x01(\t\x12\x16\n\x0eparticipant_id\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x10\n\x08language\x18\x04 \x01(\t\x12\x19\n\x11max_queued_events\x18\x05 \x01(\r\"\x0e\n\x0cRequestFloor\"\x0e\n\x0cReleaseFloor\"\x1b\n\x0bTextMessage\x12\x0c\n\x04text\x18\x01 \x01(\t\"\xae\x02\n\x0b\x43lientEvent\x12\x33\n\x04join\x18\x01 \x01(\x0b\x32#.tessera.translation.v1.JoinRequestH\x00\x12=\n\rrequest_floor\x18\x02 \x01(\x0b\x32$.tessera.translation.v1.RequestFloorH\x00\x12=\n\rrelease_floor\x18\x03 \x01(\x0b\x32$.tessera.translation.v1.ReleaseFloorH\x00\x12.\n\x05\x61udio\x18\x04 \x01(\x0b\x32\x1d.tessera.common.v1.AudioChunkH\x00\x12\x33\n\x04text\x18\x05 \x01(\x0b\x32#.tessera.translation.v1.TextMessageH\x00\x42\x07\n\x05\x65vent\"}\n\nFloorEvent\x12\x34\n\x04kind\x18\x01 \x01(\x0e\x32&.tessera.translation.v1.FloorEventKind\x12\x11\n\tholder_id\x18\x02 \x01(\t\x12\x16\n\x0equeue_position\x18\x03 \x01(\r\x12\x0e\n\x06reason\x18\x04 \x01(\t\"Z\n\x06Joined\x12\x36\n\nconference\x18\x01 \x01(\x0b\x32\".tessera.translation.v1.Conference\x12\x18\n\x10next_segment_seq\x18\x02 \x01(\x04\"\x8d\x01\n\nTranscript\x12\x12\n\nsegment_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x12\n\nspeaker_id\x18\x03 \x01(\t\x12\x10\n\x08language\x18\x04 \x01(\t\x12\x0c\n\x04text\x18\x05 \x01(\t\x12*\n\x04span\x18\x06 \x01(\x0b\x32\x1c.tessera.common.v1.TimeRange\"\x82\x01\n\x0bTranslation\x12\x12\n\nsegment_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x12\n\nspeaker_id\x18\x03 \x01(\t\x12\x17\n\x0fsource_language\x18\x04 \x01(\t\x12\x17\n\x0ftarget_language\x18\x05 \x01(\t\x12\x0c\n\x04text\x18\x06 \x01(\t\"|\n\x0bSpeechChunk\x12\x12\n\nsegment_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x10\n\x08language\x18\x03 \x01(\t\x12,\n\x05\x61udio\x18\x04 \x01(\x0b\x32\x1d.tessera.common.v1.AudioChunk\x12\x0c\n\x04last\x18\x05 \x01(\x08\"\x8b\x01\n\x10LatencyBreakdown\x12\x12\n\nsegment_id\x18\x01 \x01(\t\x12\x10\n\x08language\x18\x02 \x01(\t\x12\x0e\n\x06\x61sr_ms\x18\x03 \x01(\x01\x12\r\n\x05mt_ms\x18\x04 \x01(\x01\x12\x0e\n\x06tts_ms\x18\x05 \x01(\x01\x12\x10\n\x08queue_ms\x18\x06 \x01(\x01\x12\x10\n\x08total_ms\x18\x07 \x01(\x01\"(\n\x07\x44ropped\x12\r\n\x05\x63ount\x18\x01 \x01(\x04\x12\x0e\n\x06reason\x18\x02 \x01(\t\":\n\nErrorEvent\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05\x66ield\x18\x03 \x01(\t\"\xd0\x03\n\x0bServerEvent\x12\x30\n\x06joined\x18\x01 \x01(\x0b\x32\x1e.tessera.translation.v1.JoinedH\x00\x12\x33\n\x05\x66loor\x18\x02 \x01(\x0b\x32\".tessera.translation.v1.FloorEventH\x00\x12\x38\n\ntranscript\x18\x03 \x01(\x0b\x32\".tessera.translation.v1.TranscriptH\x00\x12:\n\x0btranslation\x18\x04 \x01(\x0b\x32#.tessera.translation.v1.TranslationH\x00\x12\x35\n\x06speech\x18\x05 \x01(\x0b\x32#.tessera.translation.v1.SpeechChunkH\x00\x12;\n\x07latency\x18\x06 \x01(\x0b\x32(.tessera.translation.v1.LatencyBreakdownH\x00\x12\x32\n\x07\x64ropped\x18\x07 \x01(\x0b\x32\x1f.tessera.translation.v1.DroppedH\x00\x12\x33\n\x05\x65rror\x18\x08 \x01(\x0b\x32\".tessera.translation.v1.ErrorEventH\x00\x42\x07\n\x05\x65vent*l\n\x0f\x43onferenceState\x12 \n\x1c\x43ONFERENCE_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x43ONFERENCE_STATE_ACTIVE\x10\x01\x12\x1a\n\x16\x43ONFERENCE_STATE_ENDED\x10\x02*\xaa\x01\n\x0e\x46loorEventKind\x12 \n\x1c\x46LOOR_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x46LOOR_EVENT_KIND_GRANTED\x10\x01\x12\x1b\n\x17\x46LOOR_EVENT_KIND_QUEUED\x10\x02\x12\x1d\n\x19\x46LOOR_EVENT_KIND_RELEASED\x10\x03\x12\x1c\n\x18\x46LOOR_EVENT_KIND_CHANGED\x10\x04\x32\x86\x04\n\x11\x43onferenceService\x12g\n\x10\x43reateConference\x12/.tessera.translation.v1.CreateConferenceRequest\x1a\".tessera.translation.v1.Conference\x12\x61\n\rGetConference\x12,.tessera.translation.v1.GetConferenceRequest\x1a\".tessera.translation.v1.Conference\x12\x61\n\rEndConference\x12,.tessera.translation.v1.EndConferenceRequest\x1a\".tessera.translation.v1.Conference\x12l\n\rListLanguages\x12,.tessera.translation.v1.ListLanguagesRequest\x1a-.tessera.translation.v1.ListLanguagesResponse\x12T\n\x04Join\x12#.tessera.translation.v1.ClientEvent\x1a#.tessera.translation.v1.ServerEvent(\x01\x30\x01\x42&Z$tessera/translation/v1;translationv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,10 +33,10 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tessera.translation.v1.tran
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z$tessera/translation/v1;translationv1'
-  _globals['_CONFERENCESTATE']._serialized_start=2722
-  _globals['_CONFERENCESTATE']._serialized_end=2830
-  _globals['_FLOOREVENTKIND']._serialized_start=2833
-  _globals['_FLOOREVENTKIND']._serialized_end=3003
+  _globals['_CONFERENCESTATE']._serialized_start=2749
+  _globals['_CONFERENCESTATE']._serialized_end=2857
+  _globals['_FLOOREVENTKIND']._serialized_start=2860
+  _globals['_FLOOREVENTKIND']._serialized_end=3030
   _globals['_PARTICIPANT']._serialized_start=100
   _globals['_PARTICIPANT']._serialized_end=177
   _globals['_CONFERENCE']._serialized_start=180
@@ -54,33 +54,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTLANGUAGESRESPONSE']._serialized_start=763
   _globals['_LISTLANGUAGESRESPONSE']._serialized_end=919
   _globals['_JOINREQUEST']._serialized_start=921
-  _globals['_JOINREQUEST']._serialized_end=1021
-  _globals['_REQUESTFLOOR']._serialized_start=1023
-  _globals['_REQUESTFLOOR']._serialized_end=1037
-  _globals['_RELEASEFLOOR']._serialized_start=1039
-  _globals['_RELEASEFLOOR']._serialized_end=1053
-  _globals['_TEXTMESSAGE']._serialized_start=1055
-  _globals['_TEXTMESSAGE']._serialized_end=1082
-  _globals['_CLIENTEVENT']._serialized_start=1085
-  _globals['_CLIENTEVENT']._serialized_end=1387
-  _globals['_FLOOREVENT']._serialized_start=1389
-  _globals['_FLOOREVENT']._serialized_end=1514
-  _globals['_JOINED']._serialized_start=1516
-  _globals['_JOINED']._serialized_end=1606
-  _globals['_TRANSCRIPT']._serialized_start=1609
-  _globals['_TRANSCRIPT']._serialized_end=1750
-  _globals['_TRANSLATION']._serialized_start=1753
-  _globals['_TRANSLATION']._serialized_end=1883
-  _globals['_SPEECHCHUNK']._serialized_start=1885
-  _globals['_SPEECHCHUNK']._serialized_end=2009
-  _globals['_LATENCYBREAKDOWN']._serialized_start=2012
-  _globals['_LATENCYBREAKDOWN']._serialized_end=2151
-  _globals['_DROPPED']._serialized_start=2153
-  _globals['_DROPPED']._serialized_end=2193
-  _globals['_ERROREVENT']._serialized_start=2195
-  _globals['_ERROREVENT']._serialized_end=2253
-  _globals['_SERVEREVENT']._serialized_start=2256
-  _globals['_SERVEREVENT']._serialized_end=2720
-  _globals['_CONFERENCESERVICE']._serialized_start=3006
-  _globals['_CONFERENCESERVICE']._serialized_end=3524
+  _globals['_JOINREQUEST']._serialized_end=1048
+  _globals['_REQUESTFLOOR']._serialized_start=1050
+  _globals['_REQUESTFLOOR']._serialized_end=1064
+  _globals['_RELEASEFLOOR']._serialized_start=1066
+  _globals['_RELEASEFLOOR']._serialized_end=1080
+  _globals['_TEXTMESSAGE']._serialized_start=1082
+  _globals['_TEXTMESSAGE']._serialized_end=1109
+  _globals['_CLIENTEVENT']._serialized_start=1112
+  _globals['_CLIENTEVENT']._serialized_end=1414
+  _globals['_FLOOREVENT']._serialized_start=1416
+  _globals['_FLOOREVENT']._serialized_end=1541
+  _globals['_JOINED']._serialized_start=1543
+  _globals['_JOINED']._serialized_end=1633
+  _globals['_TRANSCRIPT']._serialized_start=1636
+  _globals['_TRANSCRIPT']._serialized_end=1777
+  _globals['_TRANSLATION']._serialized_start=1780
+  _globals['_TRANSLATION']._serialized_end=1910
+  _globals['_SPEECHCHUNK']._serialized_start=1912
+  _globals['_SPEECHCHUNK']._serialized_end=2036
+  _globals['_LATENCYBREAKDOWN']._serialized_start=2039
+  _globals['_LATENCYBREAKDOWN']._serialized_end=2178
+  _globals['_DROPPED']._serialized_start=2180
+  _globals['_DROPPED']._serialized_end=2220
+  _globals['_ERROREVENT']._serialized_start=2222
+  _globals['_ERROREVENT']._serialized_end=2280
+  _globals['_SERVEREVENT']._serialized_start=2283
+  _globals['_SERVEREVENT']._serialized_end=2747
+  _globals['_CONFERENCESERVICE']._serialized_start=3033
+  _globals['_CONFERENCESERVICE']._serialized_end=3551
 # @@protoc_insertion_point(module_scope)

@@ -296,11 +296,16 @@ class JoinRequest(_message.Message):
     PARTICIPANT_ID_FIELD_NUMBER: _builtins.int
     DISPLAY_NAME_FIELD_NUMBER: _builtins.int
     LANGUAGE_FIELD_NUMBER: _builtins.int
+    MAX_QUEUED_EVENTS_FIELD_NUMBER: _builtins.int
     conference_id: _builtins.str
     participant_id: _builtins.str
     display_name: _builtins.str
     language: _builtins.str
     """BCP-47 language the participant speaks and wants to hear."""
+    max_queued_events: _builtins.int
+    """Events the server may hold for this participant when it reads slowly (oldest dropped beyond this, and
+    reported in a Dropped event); 0 means the server default, larger values are capped at it.
+    """
     def __init__(
         self,
         *,
@@ -308,10 +313,11 @@ class JoinRequest(_message.Message):
         participant_id: _builtins.str = ...,
         display_name: _builtins.str = ...,
         language: _builtins.str = ...,
+        max_queued_events: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["conference_id", b"conference_id", "display_name", b"display_name", "language", b"language", "participant_id", b"participant_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conference_id", b"conference_id", "display_name", b"display_name", "language", b"language", "max_queued_events", b"max_queued_events", "participant_id", b"participant_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

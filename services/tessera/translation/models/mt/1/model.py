@@ -20,6 +20,7 @@ class TritonPythonModel:
         params = {k: v["string_value"] for k, v in json.loads(args["model_config"]).get("parameters", {}).items()}
         pairs = [tuple(p.strip().split("-", 1)) for p in params.get("pairs", "").split(",") if p.strip()]
         self.pool = PipelinePool(pairs)  # fails to load if a declared pair is not installed
+        self.pool.warm()
 
     def execute(self, requests: list) -> list:
         responses = []
