@@ -86,7 +86,7 @@ def up(
             )
         while time.monotonic() - began < settings.ready_timeout_s + 30:
             state = StackState.load(settings.state_file)
-            if state and state.pid == child.pid:
+            if state and state.pid == child.pid and state.ready:
                 typer.echo(json.dumps({"ready_s": round(time.monotonic() - began, 2), **state.__dict__}, indent=2))
                 return
             if child.poll() is not None:
@@ -144,6 +144,9 @@ def status() -> None:
     state = StackState.load(settings.state_file)
     if state is None or not _alive(state.pid):
         typer.echo("no stack running")
+        raise typer.Exit(1)
+    if not state.ready:
+        typer.echo(f"stack starting (pid {state.pid})")
         raise typer.Exit(1)
     report = {name: health_status(address) for name, address in state.services.items()}
     typer.echo(

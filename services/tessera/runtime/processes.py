@@ -44,6 +44,15 @@ def _log_tail(path: Path, lines: int = 30) -> str:
         return "(no log)"
 
 
+def _die_with_parent() -> None:
+    """Linux: the child gets SIGTERM if its parent dies, so a killed supervisor leaves no orphans behind."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 @dataclass
 class ManagedProcess:
     """A child process with its own log file, stopped with SIGTERM and then SIGKILL."""
@@ -63,6 +72,7 @@ class ManagedProcess:
             stderr=subprocess.STDOUT,
             env={**os.environ, **self.env},
             start_new_session=True,  # a Ctrl-C in the terminal reaches the supervisor, which stops children in order
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only calls prctl
         )
         log.close()
 

@@ -70,6 +70,7 @@ class StackState:
     triton_http: str
     services: dict[str, str] = field(default_factory=dict)  # name -> host:port
     ready_s: float = 0.0
+    ready: bool = False
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -148,9 +149,14 @@ class SupervisedService:
             self._thread.join(5)
 
 
+class StackStopped(Exception):
+    """A stop was requested while the stack was still starting."""
+
+
 @dataclass
 class LocalStack:
     settings: StackSettings
+    stop_requested: threading.Event = field(default_factory=threading.Event)
     nats: NatsServer | None = None
     triton: TritonServer | None = None
     services: list[SupervisedService] = field(default_factory=list)
@@ -158,11 +164,11 @@ class LocalStack:
     def start(self) -> StackState:
         began = time.monotonic()
         s = self.settings
+        StackState(pid=os.getpid(), nats_url="", triton_grpc="", triton_http="").save(s.state_file)  # `down` works
         build = s.build_dir.resolve()
         logs = build / "stack" / "logs"
         repo = build / "model_repository"
-        if not any(repo.glob("*/config.pbtxt")):
-            model_repository.build(repo)
+        model_repository.build(repo)  # cheap (weights are hard-linked), and never stale
         self.nats = start_nats(build / "stack" / "jetstream", logs / "nats.log", s.nats_port)
         self.triton = start_triton(
             repo,
@@ -187,6 +193,8 @@ class LocalStack:
         for service in self.services:
             address = f"127.0.0.1:{service.port}"
             while health_status(address, "") != "SERVING":  # "" turns SERVING once its models are ready
+                if self.stop_requested.is_set():
+                    raise StackStopped("stop requested while starting")
                 if time.monotonic() > deadline:
                     raise RuntimeError(
                         f"{service.name} not SERVING after {s.ready_timeout_s:.0f} s; see {service.log_path}"
@@ -199,6 +207,7 @@ class LocalStack:
             triton_http=f"127.0.0.1:{self.triton.http_port}",
             services={svc.name: f"127.0.0.1:{svc.port}" for svc in self.services},
             ready_s=round(time.monotonic() - began, 2),
+            ready=True,
         )
         state.save(s.state_file)
         return state
@@ -217,11 +226,14 @@ class LocalStack:
 def serve_stack(settings: StackSettings, on_ready: Callable[[StackState], None] | None = None) -> None:
     """Start everything, call ``on_ready``, then keep serving until SIGTERM/SIGINT."""
     stack = LocalStack(settings)
-    stop = threading.Event()
+    stop = stack.stop_requested
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        state = stack.start()
+        try:
+            state = stack.start()
+        except StackStopped:
+            return
         log.info("stack ready in %.1f s: %s", state.ready_s, state.services)
         if on_ready is not None:
             on_ready(state)
