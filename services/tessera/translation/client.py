@@ -102,7 +102,7 @@ class ConferenceClient:
                     )
                 )
             )
-            await asyncio.sleep(0)
+            await asyncio.sleep(chunk_ms / 1000 if realtime else 0)
 
     def of(self, kind: str) -> list[Any]:
         return [getattr(e, kind) for e in self.events if e.WhichOneof("event") == kind]
