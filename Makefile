@@ -5,7 +5,7 @@ STAMP := $(VENV)/.tessera-installed
 OPENCV_DOC := build/media/opencv-doc
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install protos protos-check models media lint test test-fast run up down demo bench-keyframes bench-inference clean
+.PHONY: install protos protos-check models media lint charts k8s test test-fast run up down demo bench-keyframes bench-inference bench-translation clean
 
 install: $(STAMP)
 $(STAMP): pyproject.toml scripts/install.sh
@@ -30,11 +30,18 @@ $(OPENCV_DOC)/vtest.avi:
 	scripts/fetch_media.sh $(OPENCV_DOC)
 
 lint: install protos-check
-	$(VENV)/bin/ruff check services tests benchmarks
-	$(VENV)/bin/ruff format --check services tests benchmarks
+	$(VENV)/bin/ruff check services tests benchmarks k8s deploy
+	$(VENV)/bin/ruff format --check services tests benchmarks k8s deploy
 	$(VENV)/bin/mypy services
 
-test: install lint models media
+# Helm chart + kustomize: helm lint --strict, helm template per values file, kubernetes-validate, CRD schemas.
+charts: install
+	scripts/charts_check.sh
+
+k8s: install
+	$(PY) k8s/generate.py
+
+test: install lint charts models media
 	$(PY) -m pytest -q
 
 test-fast: install
@@ -58,6 +65,9 @@ bench-keyframes: install models media
 
 bench-inference: install
 	$(PY) benchmarks/runtime/inference_overhead.py
+
+bench-translation: install models
+	$(PY) benchmarks/translation/run.py
 
 clean:
 	rm -rf build

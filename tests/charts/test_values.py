@@ -1,0 +1,119 @@
+"""values.schema.json and the chart's own checks: a wrong value fails `helm template` with a readable message."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import chartlib
+import jsonschema
+import pytest
+import yaml
+
+SCHEMA = json.loads((chartlib.CHART / "values.schema.json").read_text())
+
+# (--set values, text the error must contain). Schema errors name the values path; template checks name the key
+# and say what to do.
+BAD_VALUES: list[tuple[dict[str, str], str]] = [
+    ({"capabilities.keyframes.models.pool": "h100"}, 'unknown pool "h100"; gpuPools has: a10, a100, cpu, rtx4060, t4'),
+    ({"settings.TESSERA_LOG_LEVEL": "LOUD"}, "settings.TESSERA_LOG_LEVEL: settings.TESSERA_LOG_LEVEL must be one of"),
+    (
+        {"capabilities.keyframes.service.settings.TESSERA_KEYFRAMES_SCORE_BATCH": "128"},
+        "TESSERA_KEYFRAMES_SCORE_BATCH: Must be less than or equal to 64",
+    ),
+    (
+        {"capabilities.keyframes.service.settings.TESSERA_KEYFRAMES_SCORE_BACH": "8"},
+        "Additional property TESSERA_KEYFRAMES_SCORE_BACH is not allowed",
+    ),
+    ({"settings.TESSERA_PORT": "1"}, "settings: Additional property TESSERA_PORT is not allowed"),
+    ({"gpuPools.t4.gpu.count": "two"}, "gpuPools.t4.gpu.count: Invalid type. Expected: integer, given: string"),
+    ({"tls.enabled": "true"}, "tls.secretName: String length must be greater than or equal to 1"),
+    ({"capabilities.translation.enabled": "true"}, "capabilities.translation is not yet built (status: planned)"),
+    ({"capabilities.keyframes.models.gpuMemoryGiB": "20"}, "gpuMemoryGiB=20 does not fit pool t4"),
+    (
+        {"capabilities.keyframes.models.pool": "rtx4060"},
+        "TESSERA_KEYFRAMES_SCORE_BATCH=32 exceeds max_batch_size 16 of model frame_relevance on pool rtx4060",
+    ),
+    (
+        {"capabilities.keyframes.service.settings.TESSERA_KEYFRAMES_MODEL_NAME": "clip"},
+        "TESSERA_KEYFRAMES_MODEL_NAME=clip is not served by this capability's Triton (models.names: frame_relevance)",
+    ),
+    ({"gpuPools.cpu.triton.instanceKind": "KIND_TPU"}, "gpuPools.cpu.triton.instanceKind must be one of"),
+    (
+        {"gpuPools.cpu.triton.instanceKind": "KIND_GPU", "capabilities.keyframes.models.pool": "cpu"},
+        "model frame_relevance would run KIND_GPU instances on pool cpu, which has no GPU",
+    ),
+    ({"kserve.deploymentMode": "Knative"}, "kserve.deploymentMode must be one of the following"),
+    ({"metrics.serviceMonitor.interval": "30 seconds"}, "metrics.serviceMonitor.interval: Does not match pattern"),
+    (
+        {"capabilities.keyframes.service.pdb.maxUnavailable": "1"},
+        "capabilities.keyframes.service.pdb: Must have at most 1",
+    ),
+    ({"image.pullPolicy": "Sometimes"}, "image.pullPolicy must be one of the following"),
+    ({"capabilities.keyframes.service.port": "9090"}, "capabilities.keyframes.service.port and metrics.port are both"),
+    ({"capabilities.keyframes.enabled": "false"}, "no capability is enabled"),
+    ({"capabilities.Key-Frames.enabled": "true"}, 'Property name of "Key-Frames" does not match'),
+    ({"auth.token": "x", "auth.existingSecret": "y"}, "auth.token and auth.existingSecret are exclusive"),
+    ({"capabilities.keyframes.service.settings.TESSERA_MEDIA_ROOTS": "/x"}, "TESSERA_MEDIA_ROOTS is not allowed"),
+    ({"capabilities.keyframes.models.overrides.clip.maxBatchSize": "8"}, "overrides.clip: not one of models.names"),
+]
+
+
+def _first_error_line(stderr: str) -> str:
+    return next((line for line in stderr.splitlines() if line.strip()), "")
+
+
+@pytest.mark.parametrize(("sets", "message"), BAD_VALUES, ids=[next(iter(s)) for s, _ in BAD_VALUES])
+def test_bad_value_fails_with_a_readable_message(
+    helm_render: Callable[..., Any], sets: dict[str, str], message: str
+) -> None:
+    result = helm_render(sets)
+    assert result.returncode != 0, f"helm template accepted {sets}"
+    assert message in result.stderr, f"{sets}: expected {message!r} in:\n{result.stderr}"
+    assert result.stderr.startswith("Error:"), result.stderr
+    assert "goroutine" not in result.stderr and "panic" not in result.stderr
+
+
+@pytest.mark.parametrize("case", list(chartlib.CASES))
+def test_every_values_file_passes_helm_lint_strict(staged_chart: Path, case: str) -> None:
+    args = ["lint", "--strict", str(staged_chart)]
+    for path in chartlib.CASES[case]:
+        args += ["-f", str(path)]
+    result = chartlib.helm(*args)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_values_yaml_is_complete_under_the_schema() -> None:
+    values = yaml.safe_load((chartlib.CHART / "values.yaml").read_text())
+    jsonschema.Draft7Validator.check_schema(SCHEMA)
+    errors = list(jsonschema.Draft7Validator(SCHEMA).iter_errors(values))
+    assert not errors, [e.message for e in errors]
+
+
+def test_schema_rejects_a_bad_value_outside_helm_too() -> None:
+    values = yaml.safe_load((chartlib.CHART / "values.yaml").read_text())
+    values["gpuPools"]["a100"]["gpu"]["count"] = -1
+    assert list(jsonschema.Draft7Validator(SCHEMA).iter_errors(values))
+
+
+def test_planned_capabilities_stay_off_and_reference_no_image() -> None:
+    for path in [chartlib.CHART / "values.yaml", *chartlib.CHART.glob("values-*.yaml")]:
+        values = yaml.safe_load(path.read_text())
+        for name, cap in (values.get("capabilities") or {}).items():
+            if cap.get("status") == "planned" or name in ("translation", "monitoring"):
+                assert not cap.get("enabled"), f"{path.name}: {name} is not yet built"
+                assert "image" not in cap.get("service", {}), f"{path.name}: {name} names an image that does not exist"
+
+
+def test_gpu_pools_cover_the_reference_hardware() -> None:
+    values = yaml.safe_load((chartlib.CHART / "values.yaml").read_text())
+    pools = values["gpuPools"]
+    assert {"rtx4060", "t4", "a10", "a100"} <= set(pools)
+    memory = {name: pools[name]["gpu"]["memoryGiB"] for name in ("rtx4060", "t4", "a10", "a100")}
+    assert memory == {"rtx4060": 8, "t4": 16, "a10": 24, "a100": 80}
+    for name in ("rtx4060", "t4", "a10", "a100"):
+        pool = pools[name]
+        assert pool["gpu"]["count"] >= 1 and pool["nodeSelector"] and pool["tolerations"], name
+        assert pool["triton"]["instanceKind"] == "KIND_GPU", name
