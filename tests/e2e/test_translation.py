@@ -279,3 +279,23 @@ async def test_slow_listener_does_not_stall_others(stub: pb_grpc.ConferenceServi
         finally:
             for client in (speaker, fast, slow):
                 await client.close()
+
+
+async def test_late_joiner_hears_from_the_next_segment_on(stub: pb_grpc.ConferenceServiceStub) -> None:
+    speaker, listener = await _conference(stub, "late", "en", "es")
+    late = Client(stub, "late", "latecomer", "es")
+    try:
+        await speaker.send(pb.ClientEvent(text=pb.TextMessage(text="Good morning.")))
+        await listener.wait_for(lambda e: e.WhichOneof("event") == "translation", 30)
+        await late.open()
+        joined = late.of("joined")[0]
+        assert joined.next_segment_seq == 2
+        await speaker.send(pb.ClientEvent(text=pb.TextMessage(text="Good night.")))
+        await late.wait_for(lambda e: e.WhichOneof("event") == "translation", 30)
+        await listener.wait_for(lambda e: e.WhichOneof("event") == "translation" and e.translation.seq == 2, 30)
+        assert [t.seq for t in late.of("translation")] == [2]
+        assert [t.seq for t in listener.of("translation")] == [1, 2]
+        assert "noche" in late.of("translation")[0].text.lower()
+    finally:
+        for client in (speaker, listener, late):
+            await client.close()
