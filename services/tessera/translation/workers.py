@@ -105,7 +105,7 @@ async def mt_stage(settings: ServerSettings, bus: Bus) -> StageWorker:
                 msg_id=derived_msg_id(delivery.msg_id, f"mt.{target}"),
             )
 
-    return StageWorker("mt", [cascade.STREAM], cascade.CONSUMERS["mt"], handle, on_close=[triton.close])
+    return StageWorker("mt", [cascade.STREAM], cascade.CONSUMERS["mt"], handle, concurrency=2, on_close=[triton.close])
 
 
 async def tts_stage(settings: ServerSettings, bus: Bus) -> StageWorker:
@@ -137,7 +137,10 @@ async def tts_stage(settings: ServerSettings, bus: Bus) -> StageWorker:
             msg_id=derived_msg_id(delivery.msg_id, "tts"),
         )
 
-    return StageWorker("tts", [cascade.STREAM], cascade.CONSUMERS["tts"], handle, on_close=[triton.close])
+    # Two in flight: one listener language's synthesis does not queue behind another's.
+    return StageWorker(
+        "tts", [cascade.STREAM], cascade.CONSUMERS["tts"], handle, concurrency=2, on_close=[triton.close]
+    )
 
 
 STAGES = {"asr": asr_stage, "mt": mt_stage, "tts": tts_stage}

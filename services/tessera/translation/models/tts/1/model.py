@@ -36,6 +36,11 @@ class TritonPythonModel:
         missing = sorted(lang for lang in self.languages - self.piper_languages if lang not in known)
         if missing:
             raise RuntimeError(f"espeak-ng has no voice for {missing}")
+        for language in sorted(self.languages):  # first-call costs (voice loading) are paid at load, not by a user
+            if language in self.piper_languages and self.piper is not None:
+                self._piper("Ready.")
+            else:
+                self._espeak("Ready.", language)
 
     def _espeak(self, text: str, language: str) -> tuple[np.ndarray, int]:
         # Text on stdin: no argument parsing surprises (a sentence starting with "-").
