@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -163,4 +165,30 @@ async def test_sigterm_drains_not_serving_then_finishes_in_flight() -> None:
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        await srv.server.stop(0)
+
+
+@pytest.fixture
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return key, cert
+
+
+async def test_tls(self_signed: tuple[Path, Path]) -> None:
+    key, cert = self_signed
+    srv = await _start(tls_cert_file=cert, tls_key_file=key)
+    try:
+        credentials = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())
+        async with grpc.aio.secure_channel(f"localhost:{srv.port}", credentials) as channel:
+            assert await _echo_call(channel)(b"secret", timeout=10) == b"secret"
+        async with grpc.aio.insecure_channel(f"localhost:{srv.port}") as plain:
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await _echo_call(plain)(b"x", timeout=3)
+            assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
         await srv.server.stop(0)
