@@ -269,5 +269,5 @@ async def build_server(
     await server.start()
     for name in ["", *names]:
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("serving %s on %s:%d", ", ".join(names), settings.host, port)
+    log.info("serving %s on %s:%d", ", ".join(names) or "grpc.health.v1 only", settings.host, port)
     return TesseraServer(server, health, settings, port, names)

@@ -129,9 +129,30 @@ def worker_factory_for(capability: str, stage: str) -> WorkerFactory:
     return stages[stage]
 
 
-async def start_worker(
-    capability: str, stage: str, settings: config.ServerSettings
-) -> tuple[StageWorker, Worker, TesseraServer, Bus, asyncio.Future[None]]:
+@dataclass
+class RunningWorker:
+    """A started stage: its consumer loop, its health-only gRPC server and its NATS connection."""
+
+    stage: StageWorker
+    worker: Worker
+    server: TesseraServer
+    bus: Bus
+    loop_task: asyncio.Future[None]
+
+    async def stop(self, grace_s: float) -> None:
+        """NOT_SERVING, let in-flight messages finish (or go back to the stream), then release everything."""
+        try:
+            await self.server.health.enter_graceful_shutdown()
+            await self.worker.stop(grace_s)
+        finally:
+            self.loop_task.cancel()
+            await self.server.server.stop(0)
+            for closer in reversed(self.stage.on_close):
+                await closer()
+            await self.bus.close()
+
+
+async def start_worker(capability: str, stage: str, settings: config.ServerSettings) -> RunningWorker:
     """Connect, provision the stage's streams and consumer, start its loop and a health-only gRPC server."""
     bus = await Bus.connect(settings.nats_url, f"{capability}-{stage}")
     stage_worker = await worker_factory_for(capability, stage)(settings, bus)
@@ -141,7 +162,7 @@ async def start_worker(
     worker = Worker(bus, stage_worker.consumer, stage_worker.handler, concurrency=stage_worker.concurrency)
     loop_task = asyncio.ensure_future(worker.run())
     server = await build_server(settings, [])  # grpc.health.v1 for probes; a worker serves no API
-    return stage_worker, worker, server, bus, loop_task
+    return RunningWorker(stage_worker, worker, server, bus, loop_task)
 
 
 async def run_worker(capability: str, stage: str) -> None:
@@ -149,19 +170,11 @@ async def run_worker(capability: str, stage: str) -> None:
     settings = config.load(config.ServerSettings)
     setup_logging(settings.log_level, settings.log_json)
     setup_tracing(f"tessera-{capability}-{stage}")
-    stage_worker, worker, server, bus, loop_task = await start_worker(capability, stage, settings)
-    server.install_signal_handlers()
-    try:
-        stop = asyncio.ensure_future(server.stop_requested())
-        await asyncio.wait({stop, loop_task}, return_when=asyncio.FIRST_COMPLETED)
-        await server.health.enter_graceful_shutdown()
-        await worker.stop(settings.grace_s)
-    finally:
-        loop_task.cancel()
-        await server.server.stop(0)
-        for closer in reversed(stage_worker.on_close):
-            await closer()
-        await bus.close()
+    running = await start_worker(capability, stage, settings)
+    running.server.install_signal_handlers()
+    stop = asyncio.ensure_future(running.server.stop_requested())
+    await asyncio.wait({stop, running.loop_task}, return_when=asyncio.FIRST_COMPLETED)
+    await running.stop(settings.grace_s)
 
 
 def main_worker(capability: str, stage: str) -> None:
