@@ -99,6 +99,8 @@ def decode_at(
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         time_base = float(stream.time_base)
+        # Times are from the start of the video; MPEG-TS and friends start their timestamps later than zero.
+        origin = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
         size = thumbnail_size(stream.codec_context.width, stream.codec_context.height, max_side)
         frames: Iterator[Any] | None = None
         position = -math.inf  # time of the last decoded frame
@@ -106,20 +108,34 @@ def decode_at(
         half_frame = 0.5 / float(stream.average_rate or 25)
         try:
             for i in order:
-                target = max(0.0, float(timestamps_s[i]))
-                if frames is None or target - position > seek_ahead_s or target < position - half_frame:
-                    container.seek(int(target / time_base), stream=stream, backward=True, any_frame=False)
-                    frames = container.decode(stream)
-                    position, last = -math.inf, None
-                while position < target - half_frame:
-                    frame = next(frames, None)
-                    if frame is None:
-                        break  # past the end: keep the last frame we have
-                    decoded += 1
-                    last = frame
-                    position = float(frame.pts * time_base) if frame.pts is not None else position + 2 * half_frame
+                target = origin + max(0.0, float(timestamps_s[i]))
+                reuse = frames is not None and position - half_frame <= target <= position + seek_ahead_s
+                if not reuse or frames is None:
+                    frames, position, last = None, -math.inf, None
+                # Some demuxers (MPEG-TS) land past the target or on nothing: step the seek back until a frame
+                # at or before the target comes out, finally from the very start.
+                for back_s in (0.0, 1.0, 4.0, 16.0, 64.0, math.inf):
+                    first_after_seek = frames is None
+                    if frames is None:
+                        seek_to = 0 if back_s == math.inf else int(max(0.0, target - back_s) / time_base)
+                        container.seek(seek_to, stream=stream, backward=True, any_frame=False)
+                        frames = container.decode(stream)
+                    while position < target - half_frame:
+                        frame = next(frames, None)
+                        if frame is None:
+                            break  # end of stream: keep the last frame we have
+                        decoded += 1
+                        last = frame
+                        position = float(frame.pts * time_base) if frame.pts is not None else position + 2 * half_frame
+                        if first_after_seek and position > target + 2 * half_frame and back_s != math.inf:
+                            last = None  # the seek overshot the target: step back further
+                            break
+                        first_after_seek = False
+                    if last is not None:
+                        break
+                    frames, position = None, -math.inf
                 if last is None:
-                    raise VideoError(f"no frame decodable at {target:.3f} s")
+                    raise VideoError(f"no frame decodable at {target - origin:.3f} s")
                 out[i] = last.to_ndarray(format="rgb24", width=size[0], height=size[1])
         except av.error.FFmpegError:
             raise VideoError("corrupt video stream") from None

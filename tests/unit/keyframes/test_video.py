@@ -62,3 +62,29 @@ def test_corrupt_and_empty_inputs(tmp_path: Path, short_video: Path) -> None:
     truncated.write_bytes(short_video.read_bytes()[:2000])
     with pytest.raises(VideoError):
         decode_at(truncated, [1.0])
+
+
+@pytest.mark.parametrize(
+    ("container", "codec", "pix_fmt"),
+    [("mpegts", "libx264", "yuv420p"), ("webm", "libvpx-vp9", "yuv420p"), ("matroska", "mpeg4", "yuv420p"),
+     ("avi", "mjpeg", "yuvj420p")],
+)  # fmt: skip
+def test_other_containers_and_timestamp_origins(tmp_path: Path, container: str, codec: str, pix_fmt: str) -> None:
+    """Frame i of a 10 fps clip has brightness 5 i; whatever the container, t seconds finds frame 10 t."""
+    import av
+
+    path = tmp_path / f"clip.{container}"
+    with av.open(str(path), "w", format=container) as out:
+        stream = out.add_stream(codec, rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, pix_fmt
+        for i in range(50):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 5, np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    info = probe(path)
+    assert info.duration_s == pytest.approx(5.0, abs=0.3)
+    frames = decode_at(path, [0.0, 2.0, 4.0]).frames
+    for position, expected in ((0, 0), (1, 100), (2, 200)):
+        assert abs(float(frames[position].mean()) - expected) < 12, (container, position, frames[position].mean())
