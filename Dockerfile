@@ -2,6 +2,8 @@
 # One image per capability: the tessera package with one pyproject extra (the capability's own dependencies).
 #   docker build --build-arg EXTRA=keyframes -t <registry>/tessera-keyframes:0.1.0 .
 #   docker run --rm -p 50051:50051 -e TESSERA_TRITON_URL=triton:8001 <registry>/tessera-keyframes:0.1.0 serve keyframes
+#   docker build --build-arg EXTRA=translation -t <registry>/tessera-translation:0.1.0 .
+#     (its gateway runs `serve translation`, its NATS stage workers `work translation asr|mt|tts`, same image)
 # Runs as uid 10001 and writes nothing outside /tmp, so it works with readOnlyRootFilesystem (the chart mounts an
 # emptyDir on /tmp). Models are not in this image: they live in the Triton image (deploy/triton/Dockerfile).
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm

@@ -5,7 +5,8 @@
     python k8s/generate.py --check    # exit 1, listing the differences, when k8s/ is stale
 
 Each overlay is `helm template tessera charts/tessera -n tessera -f charts/tessera/values-<name>.yaml` with
-nats.enabled=false (kustomize users bring their own NATS when a cascade capability needs one). Objects identical in
+nats.enabled=false (kustomize users bring their own NATS, where the chart's defaults point: release "nats" in
+namespace "nats"). Objects identical in
 all three renders go to base/; the others go to the overlay that renders them, whole (no patches), so
 `kubectl kustomize k8s/overlays/<name>` yields exactly the chart's objects. Helm-only labels are rewritten
 (managed-by: kustomize) and the helm.sh/chart label is dropped.

@@ -16,6 +16,8 @@ from manifests import Render, Workload, selects, workloads
 from tessera.keyframes.api import KeyframesSettings
 from tessera.runtime import config
 from tessera.runtime.config import ServerSettings
+from tessera.translation import cascade
+from tessera.translation.api import TranslationSettings
 
 CASES = list(chartlib.CASES)
 SCHEMA = json.loads((chartlib.CHART / "values.schema.json").read_text())
@@ -29,6 +31,15 @@ CHART_MANAGED = {
     "TESSERA_TLS_CERT_FILE",
     "TESSERA_TLS_KEY_FILE",
 }
+
+
+# The capability's own settings class, per capability with one (read from the code).
+CAPABILITY_SETTINGS: dict[str, type[Any]] = {"keyframes": KeyframesSettings, "translation": TranslationSettings}
+SETTINGS_DEFINITIONS = [
+    ("serverSettings", ServerSettings),
+    ("keyframesSettings", KeyframesSettings),
+    ("translationSettings", TranslationSettings),
+]
 
 
 def env_names(settings_cls: type[Any]) -> set[str]:
@@ -60,9 +71,32 @@ def test_schema_names_exactly_the_keyframes_settings() -> None:
     assert listed == env_names(KeyframesSettings), "values.schema.json vs KeyframesSettings"
 
 
-@pytest.mark.parametrize(
-    ("definition", "settings_cls"), [("serverSettings", ServerSettings), ("keyframesSettings", KeyframesSettings)]
-)
+def test_schema_names_exactly_the_translation_settings() -> None:
+    listed = set(SCHEMA["definitions"]["translationSettings"]["properties"])
+    assert listed == env_names(TranslationSettings), "values.schema.json vs TranslationSettings"
+
+
+@pytest.mark.parametrize("cap", sorted(CAPABILITY_SETTINGS))
+def test_each_capabilitys_settings_are_checked_by_its_definition(cap: str) -> None:
+    entry = SCHEMA["properties"]["capabilities"]["properties"][cap]["allOf"]
+    assert entry[0] == {"$ref": "#/definitions/capability"}
+    ref = entry[1]["properties"]["service"]["properties"]["settings"]["$ref"]
+    assert ref == f"#/definitions/{cap}Settings"
+
+
+@pytest.mark.parametrize(("definition", "settings_cls"), SETTINGS_DEFINITIONS)
+def test_schema_types_match_the_settings_classes(definition: str, settings_cls: type[Any]) -> None:
+    json_types = {int: "integer", float: "number", str: "string", bool: "boolean"}
+    props = SCHEMA["definitions"][definition]["properties"]
+    prefix = settings_cls.model_config["env_prefix"]
+    for name, info in settings_cls.model_fields.items():
+        prop = props.get(f"{prefix}{name}".upper())
+        if prop is None or info.annotation not in json_types:
+            continue  # chart-managed, or not a scalar (media roots: a comma-separated string)
+        assert prop["type"] == json_types[info.annotation], f"{definition} {name}: {prop['type']}"
+
+
+@pytest.mark.parametrize(("definition", "settings_cls"), SETTINGS_DEFINITIONS)
 def test_schema_bounds_match_the_settings_classes(definition: str, settings_cls: type[Any]) -> None:
     props = SCHEMA["definitions"][definition]["properties"]
     prefix = settings_cls.model_config["env_prefix"]
@@ -77,15 +111,28 @@ def test_schema_bounds_match_the_settings_classes(definition: str, settings_cls:
                 assert prop.get("exclusiveMinimum") == bound.gt, f"{name}: gt {bound.gt}"
             elif isinstance(bound, annotated_types.Le):
                 assert prop.get("maximum") == bound.le, f"{name}: le {bound.le}"
+        bounded = {type(b) for b in info.metadata}
+        for key, kind in (("minimum", annotated_types.Ge), ("exclusiveMinimum", annotated_types.Gt)):
+            assert (key in prop) == (kind in bounded), f"{name}: the schema's {key} is not in the settings class"
+        assert ("maximum" in prop) == (annotated_types.Le in bounded), f"{name}: maximum"
 
 
 def test_chart_defaults_equal_the_services_defaults() -> None:
     defaults = yaml.safe_load((chartlib.CHART / "values.yaml").read_text())
-    keyframes = defaults["capabilities"]["keyframes"]["service"]
-    assert keyframes["port"] == ServerSettings.model_fields["port"].default
-    for env, value in keyframes["settings"].items():
-        field = env.removeprefix("TESSERA_KEYFRAMES_").lower()
-        assert KeyframesSettings.model_fields[field].default == value, env
+    for cap, settings_cls in CAPABILITY_SETTINGS.items():
+        service = defaults["capabilities"][cap]["service"]
+        assert service["port"] == ServerSettings.model_fields["port"].default
+        prefix = settings_cls.model_config["env_prefix"]
+        for env, value in service["settings"].items():
+            field = env.removeprefix(prefix).lower()
+            assert settings_cls.model_fields[field].default == value, env
+
+
+def test_translation_configmap_block_is_every_translation_setting_at_its_default() -> None:
+    """values.yaml lists the whole TranslationSettings block, so the ConfigMap shows every knob the gateway reads."""
+    defaults = yaml.safe_load((chartlib.CHART / "values.yaml").read_text())
+    settings = defaults["capabilities"]["translation"]["service"]["settings"]
+    assert set(settings) == env_names(TranslationSettings)
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -95,10 +142,11 @@ def test_rendered_configuration_uses_only_names_the_services_read(renders: dict[
         if w.component not in ("service", "worker"):
             continue
         known = env_names(ServerSettings)
-        if w.capability == "keyframes":
-            known |= env_names(KeyframesSettings)
+        if w.capability in CAPABILITY_SETTINGS:
+            known |= env_names(CAPABILITY_SETTINGS[w.capability])
         for name in _container_env(render, w):
-            if name.startswith("TESSERA_") and not name.startswith(f"TESSERA_{w.capability.upper()}_"):
+            own = name.startswith(f"TESSERA_{w.capability.upper()}_") and w.capability not in CAPABILITY_SETTINGS
+            if name.startswith("TESSERA_") and not own:  # fixtures' made-up capabilities have no class to check
                 assert name in known, f"{case} {w.name}: {name} is read by no settings class"
 
 
@@ -129,6 +177,56 @@ def test_rendered_configuration_loads_in_the_services_settings(
         assert server.max_receive_message_bytes == render.values["settings"]["TESSERA_MAX_RECEIVE_MESSAGE_BYTES"]
         limit = w.containers[0]["resources"]["limits"]["memory"]
         assert own.cache_bytes < _bytes(limit), f"{case}: thumbnail cache does not fit the memory limit {limit}"
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_rendered_translation_configuration_loads_in_its_settings(
+    renders: dict[str, Render], case: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The gateway's and every worker's environment loads in ServerSettings and TranslationSettings."""
+    render = renders[case]
+    if "translation" not in render.enabled():
+        pytest.skip(f"{case}: translation is off")
+    svc = render.values["capabilities"]["translation"]["service"]
+    seen = set()
+    for w in workloads(render):
+        if w.capability != "translation" or w.component not in ("service", "worker"):
+            continue
+        env = _container_env(render, w)
+        for key in ("TESSERA_TLS_CERT_FILE", "TESSERA_TLS_KEY_FILE"):
+            if key in env:
+                (tmp_path / key).write_text("-")
+                env[key] = str(tmp_path / key)
+        for key in [k for k in os.environ if k.startswith("TESSERA_")]:
+            monkeypatch.delenv(key)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        server = config.load(ServerSettings)
+        own = config.load(TranslationSettings)
+        port = svc["port"] if w.component == "service" else w.containers[0]["ports"][0]["containerPort"]
+        assert server.host == "0.0.0.0" and server.port == port, f"{case} {w.name}"
+        assert server.nats_url.startswith("nats://"), f"{case} {w.name}: TESSERA_NATS_URL {server.nats_url!r}"
+        assert server.metrics_port == (render.values["metrics"]["port"] if render.values["metrics"]["enabled"] else 0)
+        for env_name, value in svc["settings"].items():
+            field = env_name.removeprefix("TESSERA_TRANSLATION_").lower()
+            assert getattr(own, field) == value, f"{case} {w.name}: {env_name}"
+        seen.add(w.component)
+    assert seen == {"service", "worker"}, f"{case}: {seen}"
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_translation_timeouts_fit_the_cascade_and_the_probes(renders: dict[str, Render], case: str) -> None:
+    """Ordered delivery waits longer than a stage's redelivery (ack wait); the startup probe outlasts the model wait."""
+    render = renders[case]
+    if "translation" not in render.enabled():
+        pytest.skip(f"{case}: translation is off")
+    settings = render.values["capabilities"]["translation"]["service"]["settings"]
+    ack_wait = max(spec.ack_wait_s for spec in cascade.CONSUMERS.values())
+    assert settings["TESSERA_TRANSLATION_GAP_TIMEOUT_S"] > ack_wait
+    gateway = next(w for w in workloads(render) if w.capability == "translation" and w.component == "service")
+    startup = gateway.containers[0]["startupProbe"]
+    budget = startup["periodSeconds"] * startup["failureThreshold"]
+    assert budget > settings["TESSERA_TRANSLATION_MODELS_READY_TIMEOUT_S"], f"{case}: startup budget {budget}s"
 
 
 def _bytes(quantity: str) -> int:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
+import shlex
+import sys
 import tomllib
+from pathlib import Path
+from typing import Any
 
 import chartlib
+import pytest
 import yaml
 from manifests import Render, workloads
 
@@ -49,7 +55,8 @@ def test_images_run_as_the_users_the_chart_expects(renders: dict[str, Render]) -
 def test_triton_image_matches_the_init_container_and_the_model_builder(renders: dict[str, Render]) -> None:
     assert re.search(r"^FROM nvcr\.io/nvidia/tritonserver:\$\{TRITON_TAG\}-py3$", TRITON_DOCKERFILE, re.MULTILINE)
     assert "COPY deploy/triton/apply_overrides.py /opt/tessera/apply_overrides.py" in TRITON_DOCKERFILE
-    assert "tessera models build --target /models" in TRITON_DOCKERFILE
+    assert "COPY deploy/triton/build_models.py /opt/tessera/build_models.py" in TRITON_DOCKERFILE
+    assert "RUN python /opt/tessera/build_models.py --target /models ${CAPABILITIES}" in TRITON_DOCKERFILE
     triton = next(w for w in workloads(renders["default"]) if w.component == "triton")
     init = triton.spec["initContainers"][0]
     assert init["command"] == ["/opt/tessera/venv/bin/python", "/opt/tessera/apply_overrides.py"]
@@ -74,6 +81,9 @@ def test_build_contexts_hold_only_the_sources() -> None:
         assert rules[0] == "*", ignore
         assert {"!pyproject.toml", "!README.md", "!services/"} <= set(rules), ignore
         assert not any(r.startswith(("!.venv", "!build")) for r in rules), ignore
+    triton_rules = (chartlib.ROOT / "deploy" / "triton" / "Dockerfile.dockerignore").read_text().splitlines()
+    for copied in re.findall(r"^COPY (deploy/\S+) ", TRITON_DOCKERFILE, flags=re.MULTILINE):
+        assert f"!{copied}" in triton_rules, f"{copied} is copied but not in the Triton build context"
 
 
 def test_a_capability_can_bring_its_own_triton_image(renders: dict[str, Render]) -> None:
@@ -89,3 +99,73 @@ def test_a_capability_can_bring_its_own_triton_image(renders: dict[str, Render])
         )
         assert w.containers[0]["image"] == want
         assert w.spec["initContainers"][0]["image"] == want
+
+
+# --- the Triton image's capabilities (build arg CAPABILITIES) -------------------------------------------------------
+
+
+def _build_models() -> Any:
+    spec = importlib.util.spec_from_file_location(
+        "tessera_build_models", chartlib.ROOT / "deploy" / "triton" / "build_models.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+build_models = _build_models()
+
+
+def _arg(name: str) -> list[str]:
+    found = re.search(rf"^ARG {name}=(.*)$", TRITON_DOCKERFILE, re.MULTILINE)
+    assert found, f"deploy/triton/Dockerfile has no ARG {name}"
+    return shlex.split(found.group(1))[0].split()
+
+
+def test_default_triton_image_holds_every_available_capabilitys_models() -> None:
+    """triton.image (no models.image) serves every capability, so the default build holds all of their models."""
+    image_caps = _arg("CAPABILITIES")
+    available = {name: cap for name, cap in VALUES["capabilities"].items() if cap["status"] == "available"}
+    assert set(image_caps) == set(available), "CAPABILITIES default vs the chart's available capabilities"
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    built = build_models.models_of(image_caps)
+    for name, cap in available.items():
+        assert f"{name}-models" in extras, f"pyproject has no extra {name}-models for the Triton image"
+        assert sorted(cap["models"]["names"]) == built[name], f"{name}: models.names vs services/tessera/{name}/models"
+
+
+def test_translation_system_packages_are_the_ones_the_local_install_uses() -> None:
+    install = (chartlib.ROOT / "scripts" / "install.sh").read_text()
+    local = re.search(r"^for pkg in ([^;]+); do", install, re.MULTILINE)
+    assert local, "scripts/install.sh no longer lists the translation packages"
+    assert _arg("TRANSLATION_APT_PACKAGES") == local.group(1).split()
+    assert 'case " ${CAPABILITIES} " in *" translation "*) packages="${TRANSLATION_APT_PACKAGES}"' in TRITON_DOCKERFILE
+
+
+def test_triton_build_installs_each_capabilitys_models_extra() -> None:
+    assert "EXTRAS=$(printf '%s-models,' ${CAPABILITIES}) && EXTRAS=${EXTRAS%,}" in TRITON_DOCKERFILE
+    assert re.search(r"^LABEL io\.tessera\.capabilities=\"\$\{CAPABILITIES\}\"$", TRITON_DOCKERFILE, re.MULTILINE)
+
+
+def test_build_models_builds_one_capability_and_checks_its_system_packages(tmp_path: Path) -> None:
+    """What the Triton build runs for a translation-only image, on this machine's packages (make install)."""
+    assert build_models.main(["--target", str(tmp_path / "models"), "translation"]) == 0
+    built = sorted(p.parent.name for p in (tmp_path / "models").glob("*/config.pbtxt"))
+    assert built == ["asr", "mt", "tts"], "only translation's models"
+    assert (tmp_path / "models" / "asr" / "1" / "whisper" / "model.bin").is_file(), "weights placed"
+    assert (tmp_path / "models" / "tts" / "1" / "piper" / "voice.onnx").is_file(), "weights placed"
+
+
+def test_build_models_fails_on_an_unknown_capability_or_a_missing_pair(tmp_path: Path) -> None:
+    assert build_models.main(["--target", str(tmp_path / "x"), "nosuch"]) == 2
+    fake = tmp_path / "mt"
+    fake.mkdir()
+    (fake / "config.pbtxt").write_text(
+        'name: "mt"\nbackend: "python"\ninput [ { name: "T" data_type: TYPE_STRING dims: [ 1 ] } ]\n'
+        'output [ { name: "O" data_type: TYPE_STRING dims: [ 1 ] } ]\n'
+        'parameters: { key: "pairs" value: { string_value: "en-es,xx-yy" } }\n'
+    )
+    with pytest.raises(build_models.SystemPackageError, match=r"pairs \['xx-yy'\]"):
+        build_models.check_system_packages({"mt": fake})

@@ -30,7 +30,44 @@ BAD_VALUES: list[tuple[dict[str, str], str]] = [
     ({"settings.TESSERA_PORT": "1"}, "settings: Additional property TESSERA_PORT is not allowed"),
     ({"gpuPools.t4.gpu.count": "two"}, "gpuPools.t4.gpu.count: Invalid type. Expected: integer, given: string"),
     ({"tls.enabled": "true"}, "tls.secretName: String length must be greater than or equal to 1"),
-    ({"capabilities.translation.enabled": "true"}, "capabilities.translation is not yet built (status: planned)"),
+    ({"capabilities.monitoring.enabled": "true"}, "capabilities.monitoring is not yet built (status: planned)"),
+    (
+        {"capabilities.translation.service.settings.TESSERA_TRANSLATION_MAX_PARTICIPANTS": "1"},
+        "TESSERA_TRANSLATION_MAX_PARTICIPANTS: Must be greater than or equal to 2",
+    ),
+    (
+        {"capabilities.translation.service.settings.TESSERA_TRANSLATION_GAP_TIMEOUT_S": "0"},
+        "TESSERA_TRANSLATION_GAP_TIMEOUT_S: Must be greater than 0",
+    ),
+    (
+        {"capabilities.translation.service.settings.TESSERA_TRANSLATION_MAX_PARTICIPANT": "8"},
+        "Additional property TESSERA_TRANSLATION_MAX_PARTICIPANT is not allowed",
+    ),
+    (
+        {"capabilities.translation.service.settings.TESSERA_TRANSLATION_MODELS_READY_TIMEOUT_S": "900"},
+        "TESSERA_TRANSLATION_MODELS_READY_TIMEOUT_S=900 must be below service.startupSeconds (660)",
+    ),
+    (
+        {"capabilities.translation.workers.asr.keda.consumer": "translation.asr"},
+        "capabilities.translation.workers.asr.keda.consumer: Does not match pattern",
+    ),
+    ({"nats.url": ""}, "capabilities.translation uses NATS JetStream: set nats.enabled=true or nats.url"),
+    (
+        {"networkPolicy.natsPeers": "null"},
+        "capabilities.translation uses an external NATS (nats.url) with NetworkPolicies on",
+    ),
+    (
+        {"keda.enabled": "true", "nats.monitoringEndpoint": ""},
+        "capabilities.translation.workers.asr.keda needs the NATS monitoring endpoint",
+    ),
+    (
+        {"capabilities.translation.models.overrides.whisper.instanceCount": "2"},
+        "capabilities.translation.models.overrides.whisper: not one of models.names (asr, mt, tts)",
+    ),
+    (
+        {"capabilities.translation.models.overrides.asr.instanceKind": "KIND_GPU"},
+        "capabilities.translation: model asr would run KIND_GPU instances on pool cpu, which has no GPU",
+    ),
     ({"capabilities.keyframes.models.gpuMemoryGiB": "20"}, "gpuMemoryGiB=20 does not fit pool t4"),
     (
         {"capabilities.keyframes.models.pool": "rtx4060"},
@@ -53,7 +90,10 @@ BAD_VALUES: list[tuple[dict[str, str], str]] = [
     ),
     ({"image.pullPolicy": "Sometimes"}, "image.pullPolicy must be one of the following"),
     ({"capabilities.keyframes.service.port": "9090"}, "capabilities.keyframes.service.port and metrics.port are both"),
-    ({"capabilities.keyframes.enabled": "false"}, "no capability is enabled"),
+    (
+        {"capabilities.keyframes.enabled": "false", "capabilities.translation.enabled": "false"},
+        "no capability is enabled",
+    ),
     ({"capabilities.Key-Frames.enabled": "true"}, 'Property name of "Key-Frames" does not match'),
     ({"auth.token": "x", "auth.existingSecret": "y"}, "auth.token and auth.existingSecret are exclusive"),
     ({"capabilities.keyframes.service.settings.TESSERA_MEDIA_ROOTS": "/x"}, "TESSERA_MEDIA_ROOTS is not allowed"),
@@ -65,7 +105,7 @@ def _first_error_line(stderr: str) -> str:
     return next((line for line in stderr.splitlines() if line.strip()), "")
 
 
-@pytest.mark.parametrize(("sets", "message"), BAD_VALUES, ids=[next(iter(s)) for s, _ in BAD_VALUES])
+@pytest.mark.parametrize(("sets", "message"), BAD_VALUES, ids=[",".join(s) for s, _ in BAD_VALUES])
 def test_bad_value_fails_with_a_readable_message(
     helm_render: Callable[..., Any], sets: dict[str, str], message: str
 ) -> None:
@@ -102,9 +142,20 @@ def test_planned_capabilities_stay_off_and_reference_no_image() -> None:
     for path in [chartlib.CHART / "values.yaml", *chartlib.CHART.glob("values-*.yaml")]:
         values = yaml.safe_load(path.read_text())
         for name, cap in (values.get("capabilities") or {}).items():
-            if cap.get("status") == "planned" or name in ("translation", "monitoring"):
+            if cap.get("status") == "planned" or name == "monitoring":
                 assert not cap.get("enabled"), f"{path.name}: {name} is not yet built"
                 assert "image" not in cap.get("service", {}), f"{path.name}: {name} names an image that does not exist"
+
+
+def test_built_capabilities_are_available_and_on_by_default() -> None:
+    """keyframes and translation exist (code, models, images): both are on in values.yaml and no file turns them off."""
+    for path in [chartlib.CHART / "values.yaml", *chartlib.CHART.glob("values-*.yaml")]:
+        values = yaml.safe_load(path.read_text())
+        for name in ("keyframes", "translation"):
+            cap = (values.get("capabilities") or {}).get(name, {})
+            assert cap.get("enabled", True) is True and cap.get("status", "available") == "available", path.name
+            if path.name == "values.yaml":
+                assert cap["enabled"] is True and cap["status"] == "available"
 
 
 def test_gpu_pools_cover_the_reference_hardware() -> None:

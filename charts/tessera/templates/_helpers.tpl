@@ -119,11 +119,12 @@ helm.sh/chart: {{ include "tessera.chart" .root }}
 {{- end -}}
 {{- end -}}
 
+{{/* The subchart's monitoring port when nats.enabled (like the URL), else nats.monitoringEndpoint. */}}
 {{- define "tessera.natsMonitoringEndpoint" -}}
-{{- if .Values.nats.monitoringEndpoint -}}
-{{- .Values.nats.monitoringEndpoint -}}
-{{- else if .Values.nats.enabled -}}
+{{- if .Values.nats.enabled -}}
 {{- printf "%s.%s.svc.cluster.local:8222" (include "tessera.natsFullname" .) .Release.Namespace -}}
+{{- else -}}
+{{- .Values.nats.monitoringEndpoint -}}
 {{- end -}}
 {{- end -}}
 
