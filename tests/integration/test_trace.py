@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from tessera.runtime.bus import Bus, ConsumerSpec, Delivery, StreamSpec, Worker, derived_msg_id
+from tessera.runtime.bus import SETTLED, Bus, ConsumerSpec, Delivery, StreamSpec, Worker, derived_msg_id
 from tessera.runtime.config import ServerSettings
 from tessera.runtime.processes import NatsServer
 from tessera.runtime.server import ServiceRegistration, build_server
@@ -60,6 +60,7 @@ async def test_trace_crosses_grpc_nats_and_worker(nats_server: NatsServer) -> No
         loop_task.cancel()
         await server.server.stop(0)
         await bus.close()
+    assert SETTLED.labels(consumer.durable, "ack")._value.get() == 1  # the stage's outcome metric
     spans = exporter.get_finished_spans()
     client = next(s for s in spans if s.kind == SpanKind.CLIENT and s.name.endswith("/Relay"))
     trace_id = client.context.trace_id

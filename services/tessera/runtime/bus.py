@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -27,6 +28,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from prometheus_client import Counter, Histogram
 
 from tessera.runtime.errors import FailedPrecondition, Unavailable
 from tessera.runtime.telemetry import extract_context, inject_headers, tracer
@@ -45,6 +47,16 @@ DLQ_ORIGINAL_MSG_ID_HEADER = "Tessera-Dlq-Original-Msg-Id"
 
 _STREAM_CONFIG_CONFLICT = 10058  # JSStreamNameExistErr: the stream exists with a different configuration
 _MAX_ERROR_HEADER_CHARS = 512
+
+
+# Per-stage throughput and outcome, next to the consumer lag NATS itself reports (KEDA scales on that).
+SETTLED = Counter("tessera_bus_messages", "messages settled by stage workers", ["consumer", "outcome"])
+HANDLER_SECONDS = Histogram(
+    "tessera_bus_handler_duration_seconds",
+    "stage handler time for successful messages",
+    ["consumer"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
 
 
 class BusUnavailable(Unavailable):
@@ -558,6 +570,7 @@ class Worker:
             # The server's one extra delivery: earlier attempts never reported back (the process died or hung).
             await self._dead_letter(msg, delivery, "handler never completed: retries exhausted without a result")
             return
+        started = time.perf_counter()
         try:
             await self._handler(delivery)
         except asyncio.CancelledError:
@@ -582,6 +595,7 @@ class Worker:
             )
             await self._settle(msg.nak(delay=delay), msg, "nak")
             return
+        HANDLER_SECONDS.labels(self.consumer.durable).observe(time.perf_counter() - started)
         # ack_sync so that "handler returned" reliably means "will not be redelivered" once this returns.
         await self._settle(msg.ack_sync(timeout=5.0), msg, "ack")
 
@@ -637,6 +651,7 @@ class Worker:
         await self._settle(msg.term(), msg, "term")
 
     async def _settle(self, action: Awaitable[object], msg: Msg, what: str) -> None:
+        SETTLED.labels(self.consumer.durable, what).inc()
         # A lost ack/nak/term only means a redelivery after ack_wait, which derived msg ids make harmless.
         try:
             await action

@@ -4,6 +4,12 @@ Each model folder holds ``config.pbtxt`` (the tensor contract), ``1/model.py`` (
 weights, ``weights.json``: files taken from installed packages, each checked against its sha256 before it is linked
 into the version folder. Every config is parsed with Triton's own ``model_config`` proto, so a typo fails here and
 not at Triton start.
+
+A capability's own small network has no package to come from: a ``weights.json`` entry with ``"trained"`` (the
+module that trains it) instead of ``"package"`` names a file under the trained-weights folder (``trained_root``,
+default ``$TESSERA_TRAINED_DIR`` or ``build/trained``), which that module writes together with ``<file>.sha256``.
+The file is checked against that digest (so a truncated or swapped file fails here) and, when missing, the error
+says which module makes it.
 """
 
 from __future__ import annotations
@@ -28,10 +34,17 @@ class ModelRepositoryError(Exception):
 
 @dataclass(frozen=True)
 class WeightFile:
-    package: str  # an importable package that ships the file
-    path: str  # relative to the package folder
-    sha256: str
+    path: str  # relative to the package folder, or to the trained-weights folder
     dest: str  # relative to the model's version folder
+    package: str = ""  # an importable package that ships the file
+    sha256: str = ""  # pinned digest of a package file
+    trained: str = ""  # or: the module that trains the file (``python -m <module>``); digest in <path>.sha256
+
+    def __post_init__(self) -> None:
+        if bool(self.package) == bool(self.trained):
+            raise ModelRepositoryError(f"weight {self.path}: give exactly one of package or trained")
+        if self.package and not self.sha256:
+            raise ModelRepositoryError(f"weight {self.package}/{self.path}: a package file needs its sha256")
 
 
 def discover(services_root: Path | None = None) -> dict[str, Path]:
@@ -78,7 +91,31 @@ def read_weights(model_dir: Path) -> list[WeightFile]:
     manifest = model_dir / "weights.json"
     if not manifest.exists():
         return []
-    return [WeightFile(**entry) for entry in json.loads(manifest.read_text())]
+    try:
+        return [WeightFile(**entry) for entry in json.loads(manifest.read_text())]
+    except TypeError as exc:
+        raise ModelRepositoryError(f"{manifest}: {exc}") from None
+
+
+def trained_dir() -> Path:
+    return Path(os.environ.get("TESSERA_TRAINED_DIR") or "build/trained")
+
+
+def _origin(name: str, weight: WeightFile, trained_root: Path) -> tuple[Path, str]:
+    """Where a weight file comes from and the digest it must have."""
+    if weight.package:
+        origin = package_dir(weight.package) / weight.path
+        if not origin.is_file():
+            raise ModelRepositoryError(f"{name}: {weight.package}/{weight.path} not found")
+        return origin, weight.sha256
+    origin = trained_root / weight.path
+    digest_file = origin.with_name(origin.name + ".sha256")
+    if not origin.is_file() or not digest_file.is_file():
+        raise ModelRepositoryError(
+            f"{name}: trained weights {origin} (or its .sha256) missing; train them with "
+            f"`python -m {weight.trained} --out {trained_root}` (make models)"
+        )
+    return origin, digest_file.read_text().split()[0]
 
 
 def _place(source: Path, dest: Path) -> None:
@@ -91,8 +128,14 @@ def _place(source: Path, dest: Path) -> None:
         shutil.copy2(source, dest)
 
 
-def build(target: Path, services_root: Path | None = None, only: list[str] | None = None) -> dict[str, Path]:
+def build(
+    target: Path,
+    services_root: Path | None = None,
+    only: list[str] | None = None,
+    trained_root: Path | None = None,
+) -> dict[str, Path]:
     """Rebuild ``target`` from the model sources; returns model name -> built folder."""
+    trained_root = trained_root or trained_dir()
     models = discover(services_root)
     if only:
         missing = sorted(set(only) - set(models))
@@ -110,14 +153,10 @@ def build(target: Path, services_root: Path | None = None, only: list[str] | Non
             shutil.rmtree(dest)
         shutil.copytree(source, dest, ignore=shutil.ignore_patterns("__pycache__", "weights.json", "README.md"))
         for weight in read_weights(source):
-            origin = package_dir(weight.package) / weight.path
-            if not origin.is_file():
-                raise ModelRepositoryError(f"{name}: {weight.package}/{weight.path} not found")
+            origin, expected = _origin(name, weight, trained_root)
             actual = sha256_of(origin)
-            if actual != weight.sha256:
-                raise ModelRepositoryError(
-                    f"{name}: sha256 mismatch for {weight.package}/{weight.path}: {actual} != {weight.sha256}"
-                )
+            if actual != expected:
+                raise ModelRepositoryError(f"{name}: sha256 mismatch for {origin}: {actual} != {expected}")
             _place(origin, dest / "1" / weight.dest)
         built[name] = dest
     return built
