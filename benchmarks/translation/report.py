@@ -58,12 +58,14 @@ def markdown(r: dict[str, Any]) -> str:
         "tritonserver + stubs, 3 workers, gateway) per second of speech streamed; the client process is excluded "
         "(its own column). Gated all-pairs: measured where marked m, else extrapolated from per-call costs (x). "
         "Continuous all-pairs: computed (c). Non-model CPU: gateway, workers, nats-server and tritonserver itself "
-        "(what delivery to more listeners can grow); the rest is the model stubs.",
+        "(what delivery to more listeners can grow); the rest is the model stubs. Latency: end of speech (cut) to "
+        "the first chunk read by each es/ca listener; fan-out: the part after the gateway started delivering it "
+        "(gateway queues, gRPC, and this one client process reading all N streams on the same 2 cores).",
         "",
         "| N | calls/seg | gated calls/seg | continuous calls/seg (c) | CPU s/speech s | gated CPU s/s | "
-        "gated / cascade | continuous CPU s/s (c) | non-model CPU s/s | latency p50 / p95 ms | client CPU s/s | "
-        "load avg |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "gated / cascade | continuous CPU s/s (c) | non-model CPU s/s | latency p50 / p95 ms | "
+        "of which fan-out p50 / p95 ms | client CPU s/s | load avg |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in r["scaling"]:
         mark = "m" if row["gated_pairs_measured"] else "x"
@@ -77,7 +79,8 @@ def markdown(r: dict[str, Any]) -> str:
             f"{row['gated_pairs_cpu_s_per_speech_s']:.2f} ({mark}) | {row['cpu_ratio_gated_over_cascade']:g}x | "
             f"{row['continuous_pairs_cpu_s_per_speech_s']:g} | {row['non_model_cpu_s_per_speech_s']:.3f} | "
             f"{row['latency_p50_ms']:.0f} / "
-            f"{row['latency_p95_ms']:.0f} | {row['client_cpu_s_per_speech_s']:.3f} | "
+            f"{row['latency_p95_ms']:.0f} | {row['fanout_p50_ms']:.0f} / {row['fanout_p95_ms']:.0f} | "
+            f"{row['client_cpu_s_per_speech_s']:.3f} | "
             f"{row['load_average_before'][0]} |"
         )
     lines += [

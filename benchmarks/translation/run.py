@@ -109,7 +109,8 @@ class ConferenceRun:
     load_before: list[float]
     load_after: list[float]
     latencies_ms: list[float]  # every (segment, listener of another language): first chunk - cut
-    gateway_latencies_ms: list[float]
+    gateway_latencies_ms: list[float]  # LatencyBreakdown.total_ms: cut -> the gateway starts the fan-out
+    fanout_ms: list[float]  # the gateway starts the fan-out -> this listener reads the first chunk
     empty_segments: int
     dropped: int
     errors: list[str]
@@ -202,7 +203,9 @@ async def conference(
 
     stats = stats_delta(before.triton, after.triton)
     clip_s = sum(len(pcm) / rate for pcm, rate in speech)
-    latencies, gateway = [], []
+    latencies: list[float] = []
+    gateway: list[float] = []
+    fanout: list[float] = []
     receipts = []
     for p in listeners:
         if p.language == speaker.language:
@@ -214,6 +217,7 @@ async def conference(
                 latencies.append((first - trace.cut_unix) * 1000)
                 if seq in p.latency:
                     gateway.append(p.latency[seq].total_ms)
+                    fanout.append((first - trace.cut_unix) * 1000 - p.latency[seq].total_ms)
     empty = sum(1 for s in wanted if not speaker.transcripts.get(s, "").strip())
     traced = [t for t in observer.segments.values() if t.cut_unix]
     return ConferenceRun(
@@ -233,6 +237,7 @@ async def conference(
         load_after=after.load,
         latencies_ms=latencies,
         gateway_latencies_ms=gateway,
+        fanout_ms=fanout,
         empty_segments=empty,
         dropped=sum(p.dropped for p in people),
         errors=[e for p in people for e in p.errors][:10],
@@ -388,6 +393,13 @@ def scaling_row(
         "latency_p50_ms": round(pct(run.latencies_ms, 50), 1),
         "latency_p95_ms": round(pct(run.latencies_ms, 95), 1),
         "latency_samples": len(run.latencies_ms),
+        "gateway_latency_p50_ms": round(pct(run.gateway_latencies_ms, 50), 1),
+        "gateway_latency_p95_ms": round(pct(run.gateway_latencies_ms, 95), 1),
+        "fanout_p50_ms": round(pct(run.fanout_ms, 50), 1),
+        "fanout_p95_ms": round(pct(run.fanout_ms, 95), 1),
+        "latency_note": "latency: client receipt of the first chunk - cut, every (segment, es/ca listener); "
+        "gateway_latency: LatencyBreakdown.total_ms (cut -> the gateway starts fanning the speech out); fanout: "
+        "the difference (gateway queues, gRPC, this client process reading every stream)",
         "dropped_events": run.dropped,
         "errors": run.errors,
         "complete": run.complete,

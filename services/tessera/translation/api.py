@@ -43,6 +43,7 @@ from tessera.translation.vad import SileroDetector
 
 log = logging.getLogger("tessera.translation")
 SERVICE_NAME = "tessera.translation.v1.ConferenceService"
+ENDED_KEPT_S = 300.0
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 _FLOOR_KINDS = {
     NoticeKind.GRANTED: pb.FLOOR_EVENT_KIND_GRANTED,
@@ -185,7 +186,7 @@ class ConferenceServicer(pb_grpc.ConferenceServiceServicer):
             raise InvalidArgument("must match [a-z0-9][a-z0-9-]{0,63}", field="conference_id")
         if conference_id in self.rooms:
             raise InvalidArgument(f"conference {conference_id!r} exists", field="conference_id")
-        if len(self.rooms) >= self.own.max_conferences:
+        if sum(r.conference.state is State.ACTIVE for r in self.rooms.values()) >= self.own.max_conferences:
             raise ResourceExhausted(f"at most {self.own.max_conferences} conferences per gateway")
         hold_ms = request.max_floor_hold_ms or self.own.max_floor_hold_ms
         if not 1000 <= hold_ms <= 3_600_000:
@@ -209,7 +210,14 @@ class ConferenceServicer(pb_grpc.ConferenceServiceServicer):
         described = self._describe(room)
         for listener in room.listeners.values():
             listener.queue.put(None)
+        self._tasks.append(asyncio.ensure_future(self._forget(room, ENDED_KEPT_S)))
         return described
+
+    async def _forget(self, room: Room, after_s: float) -> None:
+        """An ended conference stays readable (GetConference) for a while, then its memory is released."""
+        await asyncio.sleep(after_s)
+        if self.rooms.get(room.conference.conference_id) is room:
+            del self.rooms[room.conference.conference_id]
 
     async def ListLanguages(
         self, request: pb.ListLanguagesRequest, context: grpc.aio.ServicerContext[Any, Any]
