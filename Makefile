@@ -5,7 +5,7 @@ STAMP := $(VENV)/.tessera-installed
 OPENCV_DOC := build/media/opencv-doc
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install protos protos-check models media lint charts k8s test test-fast run up down demo bench-keyframes bench-inference bench-translation clean
+.PHONY: install protos protos-check models media lint charts k8s test test-fast run up down demo bench-keyframes bench-inference bench-translation loadtest plan clean
 
 install: $(STAMP)
 $(STAMP): pyproject.toml scripts/install.sh
@@ -30,8 +30,8 @@ $(OPENCV_DOC)/vtest.avi:
 	scripts/fetch_media.sh $(OPENCV_DOC)
 
 lint: install protos-check
-	$(VENV)/bin/ruff check services tests benchmarks k8s deploy
-	$(VENV)/bin/ruff format --check services tests benchmarks k8s deploy
+	$(VENV)/bin/ruff check services tests benchmarks k8s deploy loadtest
+	$(VENV)/bin/ruff format --check services tests benchmarks k8s deploy loadtest
 	$(VENV)/bin/mypy services
 
 # Helm chart + kustomize: helm lint --strict, helm template per values file, kubernetes-validate, CRD schemas.
@@ -68,6 +68,14 @@ bench-inference: install
 
 bench-translation: install models
 	$(PY) benchmarks/translation/run.py
+
+# Load tests on loopback (smoke profile, < 5 min, own stack on free ports); reports in loadtest/results/, then the plan.
+loadtest: install media
+	$(PY) -m loadtest
+	$(VENV)/bin/tessera plan
+
+plan: install
+	$(VENV)/bin/tessera plan
 
 clean:
 	rm -rf build

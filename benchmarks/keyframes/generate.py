@@ -6,7 +6,7 @@ KFS-Bench's JSON form: a list of records, one per question, with its ground-trut
 ``[start_s, end_s]`` segments::
 
     [{"video_id": ..., "question_id": ..., "question": ..., "duration": <video seconds>,
-      "scenes": [[[start, end], ...], ...], "label": <the object asked about>, "video": <path from the repository root>}, ...]
+      "scenes": [[[start, end], ...], ...], "label": <object asked about>, "video": <path from the repo root>}, ...]
 
 Usage::
 
@@ -64,15 +64,17 @@ def kfs_questions(videos: list[longvideo.VideoSpec]) -> list[dict[str, Any]]:
     records = []
     for video in videos:
         for question in video.questions:
-            records.append({
-                "video_id": video.video_id,
-                "question_id": question.question_id,
-                "question": question.question,
-                "duration": video.duration_s,
-                "scenes": [[[float(start), float(end)] for start, end in scene] for scene in question.scenes],
-                "label": question.label,
-                "video": _relative(Path(video.path)),
-            })
+            records.append(
+                {
+                    "video_id": video.video_id,
+                    "question_id": question.question_id,
+                    "question": question.question,
+                    "duration": video.duration_s,
+                    "scenes": [[[float(start), float(end)] for start, end in scene] for scene in question.scenes],
+                    "label": question.label,
+                    "video": _relative(Path(video.path)),
+                }
+            )
     return records
 
 
@@ -106,7 +108,9 @@ def build(
 def build_default(quick: bool = False, seed: int = 0) -> BenchSet:
     """The committed benchmark set, or the one-video smoke set with ``quick``."""
     if quick:
-        return build(DATA_DIR / "quick", list(QUICK_DURATIONS_MIN), seed=seed, questions_per_video=QUICK_QUESTIONS_PER_VIDEO)
+        return build(
+            DATA_DIR / "quick", list(QUICK_DURATIONS_MIN), seed=seed, questions_per_video=QUICK_QUESTIONS_PER_VIDEO
+        )
     return build(DATA_DIR, list(DEFAULT_DURATIONS_MIN), seed=seed, questions_per_video=DEFAULT_QUESTIONS_PER_VIDEO)
 
 
@@ -119,7 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="data folder for a custom set (default: benchmarks/data/keyframes)")
     args = parser.parse_args(argv)
     if args.durations:
-        build(args.out or DATA_DIR / "custom", args.durations, seed=args.seed, questions_per_video=args.questions_per_video)
+        build(
+            args.out or DATA_DIR / "custom",
+            args.durations,
+            seed=args.seed,
+            questions_per_video=args.questions_per_video,
+        )
     else:
         build_default(args.quick, args.seed)
     return 0

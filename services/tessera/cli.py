@@ -255,6 +255,61 @@ def call(
             raise typer.Exit(1) from None
 
 
+@app.command()
+def plan(
+    workload: Annotated[Path, typer.Option(help="workload mix (YAML)")] = Path("loadtest/tables/workload.yaml"),
+    tables: Annotated[Path, typer.Option(help="accelerators, pools, placement, cost profiles (YAML)")] = Path(
+        "loadtest/tables/models.yaml"
+    ),
+    measured: Annotated[
+        Path, typer.Option(help="CPU profiles measured by `make loadtest` (used when the file exists)")
+    ] = Path("loadtest/results/cpu_profile.json"),
+    place: Annotated[list[str] | None, typer.Option(help="override a model's pool: MODEL=POOL (repeatable)")] = None,
+    out: Annotated[Path | None, typer.Option(help="write <out>.json, <out>.md and <out>.png")] = Path(
+        "loadtest/results/plan"
+    ),
+    as_json: Annotated[bool, typer.Option("--json", help="print the plan as JSON")] = False,
+) -> None:
+    """Size GPU pools for a workload mix: node counts, utilisation and p95 per model (M/G/c queueing model)."""
+    import yaml
+
+    from tessera.planner import render
+    from tessera.planner.plan import PlanError, load_tables
+    from tessera.planner.plan import plan as make_plan
+
+    overrides: dict[str, str] = {}
+    for item in place or []:
+        model, sep, pool = item.partition("=")
+        if not sep or not model or not pool:
+            _fail(f"--place {item!r}: expected MODEL=POOL")
+        overrides[model] = pool
+    try:
+        raw_tables = yaml.safe_load(tables.read_text())
+        raw_workload = yaml.safe_load(workload.read_text())
+        profile = json.loads(measured.read_text()) if measured.exists() else None
+        parsed = load_tables(raw_tables, profile)
+        result = make_plan(raw_workload, parsed, overrides)
+    except (OSError, yaml.YAMLError, json.JSONDecodeError, PlanError) as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        typer.echo(json.dumps(render.as_dict(result), indent=2))
+    else:
+        typer.echo(render.table(result))
+        if profile is not None:
+            typer.echo(f"\nCPU-class profiles measured here: {measured}")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.with_suffix(".json").write_text(json.dumps(render.as_dict(result), indent=2) + "\n")
+        out.with_suffix(".md").write_text(render.markdown(result, str(workload)))
+        try:
+            render.plot(result, parsed, out.with_suffix(".png"))
+        except ImportError:
+            typer.echo("matplotlib is not installed: no plot", err=True)
+        if not as_json:
+            typer.echo(f"written: {out}.json, {out}.md, {out}.png")
+
+
 def _find_service(name: str) -> tuple[Any, str]:
     """Import every generated capability package and look the service up by short or full name."""
     import tessera

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import math
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,7 +23,7 @@ from tessera.keyframes.focus import FocusParams
 from tessera.keyframes.frame_source import ThumbnailCache, VideoFrameSource
 from tessera.keyframes.v1 import keyframes_pb2 as pb
 from tessera.keyframes.v1 import keyframes_pb2_grpc as pb_grpc
-from tessera.keyframes.video import VideoError, probe
+from tessera.keyframes.video import VideoError, VideoInfo, probe
 from tessera.runtime import config
 from tessera.runtime.errors import InvalidArgument, OutOfRange, ResourceExhausted
 from tessera.runtime.inference import TritonClient
@@ -125,6 +126,8 @@ class KeyframeServicer(pb_grpc.KeyframeServiceServicer):
         self.own = own
         self.triton = triton
         self.cache = ThumbnailCache(own.cache_bytes) if own.cache_bytes else None
+        # Probing opens and demuxes the file (~1.5 ms); the key changes whenever the content does.
+        self._probes: OrderedDict[str, VideoInfo] = OrderedDict()
 
     def _parse(self, request: pb.SelectKeyframesRequest) -> _Request:
         kind = request.video.WhichOneof("source")
@@ -164,10 +167,15 @@ class KeyframeServicer(pb_grpc.KeyframeServiceServicer):
     ) -> pb.SelectKeyframesResponse:
         began = time.perf_counter()
         parsed = self._parse(request)
-        try:
-            info = await asyncio.to_thread(probe, parsed.video)
-        except VideoError as exc:
-            raise InvalidArgument(str(exc), field="video", reason="VIDEO_UNREADABLE") from None
+        info = self._probes.get(parsed.video_key)
+        if info is None:
+            try:
+                info = await asyncio.to_thread(probe, parsed.video)
+            except VideoError as exc:
+                raise InvalidArgument(str(exc), field="video", reason="VIDEO_UNREADABLE") from None
+            self._probes[parsed.video_key] = info
+            while len(self._probes) > 4096:
+                self._probes.popitem(last=False)
         if info.duration_s > self.own.max_duration_s:
             raise OutOfRange(
                 f"video lasts {info.duration_s:.0f} s, limit {self.own.max_duration_s:.0f} s", field="video"

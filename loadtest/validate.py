@@ -1,0 +1,74 @@
+"""Validate the planner's queueing model against this machine: predicted vs measured p95 under open-loop load.
+
+A local station is a service (keyframes, with its frame_relevance model) or a bare Triton model on this
+machine's cores. Its profile is measured here, exactly as a CPU-class profile is for the planner: the service-time
+distribution is the latencies of a light open-loop run (0.1x capacity, where requests almost never queue;
+measured open-loop so that the profile itself keeps the stalls a random arrival meets; the closed loop at
+concurrency 1 when no run is that light), and the number of servers is the parallelism the
+station shows under saturation, ``c = round(X_max * E[S])`` capped at the machine's cores, where ``X_max`` is
+the highest closed-loop throughput. The planner's M/G/c (Erlang C + Allen-Cunneen; Poisson arrivals ``ca2 = 1``,
+uniform ``0``) then predicts the p95 of every heavier open-loop run from its arrival rate alone, and the
+prediction is compared with the p95 measured from the schedule.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from tessera.planner.capacity import ServiceTime, station
+
+
+def fit_servers(service: ServiceTime, max_throughput: float, max_servers: int | None = None) -> int:
+    """Little's law at saturation, capped by the cores (a station here cannot run more at once than it has)."""
+    servers = max(1, round(max_throughput * service.mean_s))
+    return min(servers, max_servers) if max_servers else servers
+
+
+def validate(
+    service_samples_ms: Sequence[float],
+    max_throughput: float,
+    open_points: Sequence[tuple[float, float]],  # (arrivals per second, measured p95 ms)
+    *,
+    arrival_scv: float = 0.0,
+    scenario: str = "keyframes",
+    max_servers: int | None = None,
+) -> dict[str, Any]:
+    service = ServiceTime.from_samples([v / 1000 for v in service_samples_ms])
+    servers = fit_servers(service, max_throughput, max_servers)
+    points = []
+    for rate, measured in open_points:
+        est = station(rate, servers, service, arrival_scv)
+        predicted = est.sojourn_quantile(0.95) * 1000
+        points.append(
+            {
+                "rate_per_s": rate,
+                "utilisation": est.utilisation,
+                "predicted_p95_ms": predicted,
+                "measured_p95_ms": measured,
+                "rel_error": (predicted - measured) / measured if measured > 0 else math.nan,  # inf: unstable
+            }
+        )
+    top = max((p["rate_per_s"] for p in points), default=max_throughput)
+    curve = []
+    for i in range(1, 41):
+        rate = top * 1.15 * i / 40
+        est = station(rate, servers, service, arrival_scv)
+        if est.stable:
+            curve.append({"rate_per_s": rate, "predicted_p95_ms": est.sojourn_quantile(0.95) * 1000})
+    errors = [abs(p["rel_error"]) for p in points if not math.isnan(p["rel_error"])]
+    return {
+        "scenario": scenario,
+        "method": (__doc__ or "").split("\n\n", 1)[1].replace("\n", " ").strip(),
+        "servers": servers,
+        "service_mean_ms": service.mean_s * 1000,
+        "service_scv": service.scv,
+        "service_p95_ms": service.quantile(0.95) * 1000,
+        "max_throughput_rps": max_throughput,
+        "arrival_scv": arrival_scv,
+        "points": points,
+        "curve": curve,
+        "max_abs_rel_error": max(errors) if errors else math.nan,
+        "mean_abs_rel_error": sum(errors) / len(errors) if errors else math.nan,
+    }

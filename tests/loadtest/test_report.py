@@ -1,0 +1,134 @@
+"""Statistics, the baseline comparison (it must be able to fail) and the reports."""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from loadtest.engine import RunResult, Sample
+from loadtest.report import compare, distribution, markdown, percentile, plot, summarize_run
+from loadtest.run import cpu_profile, linear_fit
+
+
+def _run(latencies_ms: list[float], statuses: list[str] | None = None, mode: str = "closed") -> RunResult:
+    run = RunResult(mode, 2)
+    t = 100.0
+    for i, ms in enumerate(latencies_ms):
+        status = statuses[i] if statuses else "OK"
+        run.samples.append(Sample(t, t + 0.001, t + ms / 1000, status))
+        t += 0.1
+    run.started_s, run.ended_s = 100.0, t
+    return run
+
+
+def test_percentiles_interpolate_like_numpy() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == pytest.approx(50.5)
+    assert percentile(values, 99) == pytest.approx(99.01)
+    assert math.isnan(percentile([], 50))
+    d = distribution([1.0, 2.0, 3.0])
+    assert d["max"] == 3.0 and d["mean"] == 2.0 and d["count"] == 3
+
+
+def test_summary_counts_errors_by_status_and_uses_scheduled_latency() -> None:
+    run = _run([10.0] * 8 + [50.0, 50.0], ["OK"] * 7 + ["UNAVAILABLE", "DEADLINE_EXCEEDED", "OK"])
+    level = summarize_run(run, "closed c=2")
+    assert level["requests"] == 10 and level["ok"] == 8
+    assert level["error_rate"] == pytest.approx(0.2)
+    assert level["status_codes"] == {"DEADLINE_EXCEEDED": 1, "OK": 8, "UNAVAILABLE": 1}
+    assert level["throughput_rps"] == pytest.approx(8 / 1.0)
+    assert level["latency_ms"]["max"] == pytest.approx(50.0) and level["service_ms"]["max"] == pytest.approx(49.0)
+
+
+def _summary(p50: float = 10.0, p99: float = 40.0, rps: float = 100.0, errors: float = 0.0) -> dict[str, Any]:
+    level = summarize_run(_run([p50] * 98 + [p99] * 2), "closed c=2")
+    level["latency_ms"]["p50"], level["latency_ms"]["p99"] = p50, p99
+    level["throughput_rps"], level["error_rate"] = rps, errors
+    return {"overhead_p50_ms": 0.5, "scenarios": {"keyframes": {"levels": [level]}}}
+
+
+def test_identical_runs_do_not_regress() -> None:
+    checks = compare(_summary(), _summary())
+    assert checks and not any(c.regressed for c in checks)
+    assert {c.metric for c in checks} >= {"overhead_p50_ms", "keyframes/closed c=2 latency p50"}
+
+
+@pytest.mark.parametrize(
+    ("current", "metric"),
+    [
+        (_summary(p50=20.0), "keyframes/closed c=2 latency p50"),
+        (_summary(p99=100.0), "keyframes/closed c=2 latency p99"),
+        (_summary(rps=40.0), "keyframes/closed c=2 throughput"),
+        (_summary(errors=0.05), "keyframes/closed c=2 error rate"),
+    ],
+)
+def test_a_regression_past_the_threshold_is_flagged(current: dict[str, Any], metric: str) -> None:
+    bad = [c.metric for c in compare(current, _summary(), threshold=0.5) if c.regressed]
+    assert bad == [metric]
+
+
+def test_small_absolute_changes_and_improvements_pass() -> None:
+    base = _summary(p50=0.4, p99=1.0)
+    noisy = _summary(p50=0.9, p99=1.9)  # more than +50%, but under the 1 ms floor
+    assert not any(c.regressed for c in compare(noisy, base, threshold=0.5, floor_ms=1.0))
+    assert not any(c.regressed for c in compare(_summary(p50=5.0, rps=300.0), _summary()))
+
+
+def test_overhead_regression_and_missing_levels() -> None:
+    worse = copy.deepcopy(_summary())
+    worse["overhead_p50_ms"] = 3.0
+    assert [c.metric for c in compare(worse, _summary()) if c.regressed] == ["overhead_p50_ms"]
+    other = _summary()
+    other["scenarios"]["keyframes"]["levels"][0]["label"] = "closed c=64"
+    assert [c.metric for c in compare(other, _summary())] == ["overhead_p50_ms"]  # unmatched level: skipped
+
+
+def test_markdown_and_plot(tmp_path: Path) -> None:
+    summary = _summary()
+    summary["scenarios"]["keyframes"]["levels"].append(
+        summarize_run(_run([12.0] * 20, mode="open"), "open 0.5x") | {"load_fraction": 0.5}
+    )
+    summary["validation"] = {
+        "keyframes": {
+            "scenario": "keyframes",
+            "method": "m",
+            "servers": 2,
+            "service_mean_ms": 9.0,
+            "service_scv": 0.2,
+            "service_p95_ms": 10.0,
+            "max_throughput_rps": 100.0,
+            "points": [
+                {"rate_per_s": 5.0, "utilisation": 0.5, "predicted_p95_ms": 11, "measured_p95_ms": 10, "rel_error": 0.1}
+            ],
+        }
+    }
+    summary["planner_p95_rel_error"] = 0.1
+    text = markdown(summary, compare(summary, summary))
+    assert "| closed c=2 |" in text and "| open 0.5x |" in text and "+10.0%" in text and "0 regressed" in text
+    pytest.importorskip("matplotlib")
+    plot(summary, tmp_path / "latency.png")
+    assert (tmp_path / "latency.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_linear_fit_and_cpu_profile() -> None:
+    fixed, per_unit = linear_fit([(1.0, 150.0), (2.0, 250.0), (4.0, 450.0)])
+    assert fixed == pytest.approx(50.0) and per_unit == pytest.approx(100.0)
+    assert linear_fit([(1.0, 300.0), (2.0, 100.0)]) == pytest.approx((200.0, 0.0))
+    seg = {"asr_ms": 150.0, "mt_ms": 5.0, "tts_ms": 20.0, "segment_s": 1.0, "tokens": 4.0}
+    segs = [seg, seg | {"asr_ms": 250.0, "segment_s": 2.0, "tokens": 8.0, "mt_ms": 9.0}]
+    scenarios = {
+        "translation": {
+            "levels": [{"_segments": segs}],
+            "conference": {"languages": ["en", "es"], "participants": 3},
+            "cpu_s_by_process": {"translation": 2.0},
+            "speech_s_sent": 20.0,
+        }
+    }
+    out = cpu_profile(scenarios, {})
+    asr = out["models"]["asr"]["profiles"]["cpu"]
+    assert asr["per_unit_ms"] == pytest.approx(100.0) and asr["fixed_ms"] == pytest.approx(50.0)
+    assert asr["source"].startswith("measured")
+    assert out["cpu_costs"]["gateway_ms_per_speech_s"]["value"] == pytest.approx(100.0)
