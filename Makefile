@@ -5,7 +5,7 @@ STAMP := $(VENV)/.tessera-installed
 OPENCV_DOC := build/media/opencv-doc
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install protos protos-check models media lint charts k8s test test-fast run up down demo bench-keyframes bench-inference bench-translation loadtest plan clean
+.PHONY: install protos protos-check models media lint charts k8s test test-fast run up down demo bench-keyframes bench-inference bench-translation bench-monitoring loadtest plan clean
 
 install: $(STAMP)
 $(STAMP): pyproject.toml scripts/install.sh
@@ -22,7 +22,9 @@ protos-check: install
 	    cmp -s $$tmp/$$f services/$$f || { echo "stale stub: services/$$f (run make protos)"; rm -rf $$tmp; exit 1; }; \
 	  done; rm -rf $$tmp; echo "protos: stubs up to date"
 
-models: install
+# The fusion net is trained here from generated real-media scenes (seeded, ~1-2 min, skipped when current).
+models: install media
+	$(PY) -m tessera.monitoring.training --out build/trained
 	$(VENV)/bin/tessera models build
 
 media: $(OPENCV_DOC)/vtest.avi
@@ -65,6 +67,9 @@ bench-keyframes: install models media
 
 bench-inference: install
 	$(PY) benchmarks/runtime/inference_overhead.py
+
+bench-monitoring: install models media
+	$(PY) benchmarks/monitoring/run.py
 
 bench-translation: install models
 	$(PY) benchmarks/translation/run.py

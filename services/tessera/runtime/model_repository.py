@@ -6,10 +6,10 @@ into the version folder. Every config is parsed with Triton's own ``model_config
 not at Triton start.
 
 A capability's own small network has no package to come from: a ``weights.json`` entry with ``"trained"`` (the
-module that trains it) instead of ``"package"`` names a file under the trained-weights folder (``trained_root``,
-default ``$TESSERA_TRAINED_DIR`` or ``build/trained``), which that module writes together with ``<file>.sha256``.
-The file is checked against that digest (so a truncated or swapped file fails here) and, when missing, the error
-says which module makes it.
+module that trains it) instead of ``"package"`` names a file under the trained-weights folder (``trained_root``:
+``$TESSERA_TRAINED_DIR``, else ``trained/`` beside the target when it exists, else ``build/trained``), which that
+module writes together with ``<file>.sha256``. The file is checked against that digest (so a truncated or swapped
+file fails here) and, when missing, the error says which module makes it.
 """
 
 from __future__ import annotations
@@ -97,8 +97,11 @@ def read_weights(model_dir: Path) -> list[WeightFile]:
         raise ModelRepositoryError(f"{manifest}: {exc}") from None
 
 
-def trained_dir() -> Path:
-    return Path(os.environ.get("TESSERA_TRAINED_DIR") or "build/trained")
+def trained_dir(target: Path | None = None) -> Path:
+    if os.environ.get("TESSERA_TRAINED_DIR"):
+        return Path(os.environ["TESSERA_TRAINED_DIR"])
+    beside = target.parent / "trained" if target is not None else None
+    return beside if beside is not None and beside.is_dir() else Path("build/trained")
 
 
 def _origin(name: str, weight: WeightFile, trained_root: Path) -> tuple[Path, str]:
@@ -135,7 +138,7 @@ def build(
     trained_root: Path | None = None,
 ) -> dict[str, Path]:
     """Rebuild ``target`` from the model sources; returns model name -> built folder."""
-    trained_root = trained_root or trained_dir()
+    trained_root = trained_root or trained_dir(target)
     models = discover(services_root)
     if only:
         missing = sorted(set(only) - set(models))

@@ -40,7 +40,17 @@ class StackSettings(BaseSettings):
     build_dir: Path = Path("build")
     # "<capability>" runs its gRPC service, "<capability>.<stage>" one of its cascade's workers.
     services: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["keyframes", "translation", "translation.asr", "translation.mt", "translation.tts"]
+        default_factory=lambda: [
+            "keyframes",
+            "translation",
+            "translation.asr",
+            "translation.mt",
+            "translation.tts",
+            "monitoring",
+            "monitoring.detector",
+            "monitoring.audio",
+            "monitoring.fusion",
+        ]
     )
     base_port: int = Field(50051, ge=0, le=65000, description="service i listens on base_port + i; 0 picks free ports")
     nats_port: int = Field(4222, ge=0)

@@ -72,7 +72,8 @@ class TritonPythonModel:
             for row, i in enumerate(todo):
                 detections = np.concatenate([head[row] if head.ndim == 3 else head for head in heads])
                 out[i] = class_confidence(detections, len(self.classes))
-                self.cache[keys[i]] = out[i]
+                if use_cache:  # a caller that opted out must not evict what others rely on
+                    self.cache[keys[i]] = out[i]
             while len(self.cache) > self.cache_entries:
                 self.cache.popitem(last=False)
         return out

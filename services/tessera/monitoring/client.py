@@ -1,0 +1,137 @@
+"""A client-side camera: a clip turned into the SensorData stream a room's capture would send, paced in real time.
+
+Used by the demo, the tests and the benchmark. A frame is sent at its timestamp; an audio chunk when it has been
+captured (at its end), so pacing reproduces the timing a live camera and microphone would have.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tessera.common.v1 import common_pb2
+from tessera.monitoring import analysis
+from tessera.monitoring.audio import MODEL_RATE, to_pcm16
+from tessera.monitoring.v1 import monitoring_pb2 as pb
+from tessera.monitoring.v1 import monitoring_pb2_grpc as pb_grpc
+from tessera.monitoring.vision import encode_jpeg
+
+
+@dataclass(frozen=True)
+class Item:
+    send_at_ms: int  # stream time at which a live capture would have it
+    data: pb.SensorData
+
+
+def clip_items(path: Path, fps: float = 5.0, chunk_ms: int = 100, quality: int = 85) -> list[Item]:
+    """Frames (JPEG) and PCM16 16 kHz audio chunks of a clip, in the order a live capture would send them."""
+    frames, audio, _ = analysis.decode_video(path, fps, max_duration_s=3600)
+    items = [
+        Item(
+            t,
+            pb.SensorData(
+                frame=common_pb2.Image(
+                    data=encode_jpeg(rgb, quality),
+                    encoding=common_pb2.IMAGE_ENCODING_JPEG,
+                    width_px=rgb.shape[1],
+                    height_px=rgb.shape[0],
+                    timestamp_ms=t,
+                )
+            ),
+        )
+        for t, rgb in frames
+    ]
+    if audio is not None:
+        step = MODEL_RATE * chunk_ms // 1000
+        for start in range(0, len(audio), step):
+            piece = audio[start : start + step]
+            start_ms = start * 1000 // MODEL_RATE
+            chunk = common_pb2.AudioChunk(
+                data=to_pcm16(piece.astype(np.float32)),
+                encoding=common_pb2.AUDIO_ENCODING_PCM16,
+                sample_rate_hz=MODEL_RATE,
+                channels=1,
+                start_ms=start_ms,
+            )
+            items.append(Item(start_ms + len(piece) * 1000 // MODEL_RATE, pb.SensorData(audio=chunk)))
+    items.sort(key=lambda item: item.send_at_ms)
+    return items
+
+
+async def paced(
+    room_id: str,
+    items: list[Item],
+    *,
+    speed: float = 1.0,
+    stream_start_unix_ms: int | None = None,
+    on_sent: Callable[[Item, float], None] | None = None,
+) -> AsyncIterator[pb.IngestRequest]:
+    """IngestRequests at the pace of a live capture (``speed`` > 1 plays faster; 0 sends everything at once)."""
+    began = time.monotonic()
+    start_ms = stream_start_unix_ms if stream_start_unix_ms is not None else int(time.time() * 1000)
+    for i, item in enumerate(items):
+        if speed > 0:
+            delay = began + item.send_at_ms / 1000.0 / speed - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        request = pb.IngestRequest(data=item.data)
+        if i == 0:
+            request.room_id = room_id
+            request.stream_start_unix_ms = start_ms
+        yield request
+        if on_sent is not None:
+            on_sent(item, time.time())
+
+
+async def ingest(
+    stub: pb_grpc.MonitoringServiceAsyncStub,
+    room_id: str,
+    items: list[Item],
+    *,
+    speed: float = 1.0,
+    stream_start_unix_ms: int | None = None,
+    timeout_s: float | None = None,
+) -> pb.IngestResponse:
+    stream = paced(room_id, items, speed=speed, stream_start_unix_ms=stream_start_unix_ms)
+    response: pb.IngestResponse = await stub.Ingest(stream, timeout=timeout_s)
+    return response
+
+
+class AlertWatcher:
+    """Collects a room's alerts from a Watch stream in the background."""
+
+    def __init__(self, stub: pb_grpc.MonitoringServiceAsyncStub, request: pb.WatchRequest) -> None:
+        self.alerts: list[tuple[pb.Alert, float]] = []  # (alert, local receipt time, s since the epoch)
+        self._call = stub.Watch(request)
+        self._arrived = asyncio.Event()
+        self._task = asyncio.ensure_future(self._read())
+
+    async def _read(self) -> None:
+        async for response in self._call:
+            self.alerts.append((response.alert, time.time()))
+            self._arrived.set()
+
+    async def wait_for(self, predicate: Callable[[pb.Alert], bool], timeout_s: float) -> pb.Alert:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for alert, _ in self.alerts:
+                if predicate(alert):
+                    return alert
+            left = deadline - time.monotonic()
+            if left <= 0 or self._task.done():
+                raise TimeoutError(
+                    f"no matching alert within {timeout_s:g} s; got {[a.rule_id for a, _ in self.alerts]}"
+                )
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), left)
+
+    def cancel(self) -> None:
+        self._call.cancel()
+        self._task.cancel()
