@@ -9,10 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -30,7 +26,7 @@ from tessera.runtime import service
 from tessera.runtime.bus import Bus
 from tessera.runtime.config import ServerSettings
 from tessera.runtime.errors import field_violations
-from tessera.runtime.processes import NatsServer, TritonServer
+from tessera.runtime.processes import NatsServer, TritonServer, WorkerPool
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIPS = ROOT / "build" / "test-media" / "monitoring"
@@ -38,36 +34,10 @@ NIGHT = 23 * 60  # local minute of day the night clips play at
 NOON = 12 * 60
 
 
-class Workers:
-    def __init__(self, nats: NatsServer, triton: TritonServer, logs: Path) -> None:
-        self.env = {
-            **os.environ,
-            "TESSERA_NATS_URL": nats.url,
-            "TESSERA_TRITON_URL": triton.grpc_url,
-            "TESSERA_PORT": "0",
-            "TESSERA_GRACE_S": "2",
-        }
-        self.logs = logs
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, stage: str) -> None:
-        log = (self.logs / f"{stage}.log").open("ab")
-        self.procs[stage] = subprocess.Popen(
-            [sys.executable, "-m", "tessera.cli", "work", "monitoring", stage], env=self.env, stdout=log, stderr=log
-        )
-
-    def kill(self, stage: str) -> None:
-        self.procs[stage].send_signal(signal.SIGKILL)
-        self.procs[stage].wait(10)
-
-    def stop(self) -> None:
-        for proc in self.procs.values():
-            proc.terminate()
-        for proc in self.procs.values():
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+def _workers(nats: NatsServer, triton: TritonServer, logs: Path) -> WorkerPool:
+    env = {"TESSERA_NATS_URL": nats.url, "TESSERA_TRITON_URL": triton.grpc_url, "TESSERA_PORT": "0",
+           "TESSERA_GRACE_S": "2"}  # fmt: skip
+    return WorkerPool("monitoring", env, logs)
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +51,8 @@ def clips(opencv_doc: Path) -> dict[str, tuple[Scenario, Path]]:
 @pytest.fixture(scope="module")
 def workers(
     nats_server: NatsServer, triton_server: TritonServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Workers]:
-    pool = Workers(nats_server, triton_server, tmp_path_factory.mktemp("monitoring-workers"))
+) -> Iterator[WorkerPool]:
+    pool = _workers(nats_server, triton_server, tmp_path_factory.mktemp("monitoring-workers"))
     for stage in ("detector", "audio", "fusion"):
         pool.start(stage)
     yield pool
@@ -90,7 +60,7 @@ def workers(
 
 
 @pytest.fixture(scope="module")
-async def gateway(nats_server: NatsServer, triton_server: TritonServer, workers: Workers) -> AsyncIterator[str]:
+async def gateway(nats_server: NatsServer, triton_server: TritonServer, workers: WorkerPool) -> AsyncIterator[str]:
     settings = ServerSettings(
         port=0, nats_url=nats_server.url, triton_url=triton_server.grpc_url, media_roots=[ROOT / "build"]
     )
@@ -262,7 +232,7 @@ async def test_live_room_alerts_on_an_intruder_from_a_feed_then_replays_for_audi
 
 
 async def test_fusion_worker_killed_mid_stream_loses_no_alert_and_repeats_none(
-    stub: pb_grpc.MonitoringServiceStub, workers: Workers, clips: dict[str, tuple[Scenario, Path]]
+    stub: pb_grpc.MonitoringServiceStub, workers: WorkerPool, clips: dict[str, tuple[Scenario, Path]]
 ) -> None:
     scenario, path = clips["alarm"]
     await _room(stub, "kitchen")

@@ -7,9 +7,6 @@ with SIGKILL in the middle of a conference.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -22,7 +19,7 @@ import pytest
 from tessera.runtime import service
 from tessera.runtime.config import ServerSettings
 from tessera.runtime.errors import field_violations
-from tessera.runtime.processes import NatsServer, TritonServer
+from tessera.runtime.processes import NatsServer, TritonServer, WorkerPool
 from tessera.translation.v1 import translation_pb2 as pb
 from tessera.translation.v1 import translation_pb2_grpc as pb_grpc
 
@@ -32,43 +29,17 @@ from conference_harness import Client, speech_wav
 GRANTED = pb.FLOOR_EVENT_KIND_GRANTED
 
 
-class Workers:
-    def __init__(self, nats: NatsServer, triton: TritonServer, logs: Path) -> None:
-        self.env = {
-            **os.environ,
-            "TESSERA_NATS_URL": nats.url,
-            "TESSERA_TRITON_URL": triton.grpc_url,
-            "TESSERA_PORT": "0",
-            "TESSERA_GRACE_S": "2",
-        }
-        self.logs = logs
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, stage: str) -> None:
-        log = (self.logs / f"{stage}.log").open("ab")
-        self.procs[stage] = subprocess.Popen(
-            [sys.executable, "-m", "tessera.cli", "work", "translation", stage], env=self.env, stdout=log, stderr=log
-        )
-
-    def kill(self, stage: str) -> None:
-        self.procs[stage].send_signal(signal.SIGKILL)
-        self.procs[stage].wait(10)
-
-    def stop(self) -> None:
-        for proc in self.procs.values():
-            proc.terminate()
-        for proc in self.procs.values():
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+def _workers(nats: NatsServer, triton: TritonServer, logs: Path) -> WorkerPool:
+    env = {"TESSERA_NATS_URL": nats.url, "TESSERA_TRITON_URL": triton.grpc_url, "TESSERA_PORT": "0",
+           "TESSERA_GRACE_S": "2"}  # fmt: skip
+    return WorkerPool("translation", env, logs)
 
 
 @pytest.fixture(scope="module")
 def workers(
     nats_server: NatsServer, triton_server: TritonServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Workers]:
-    pool = Workers(nats_server, triton_server, tmp_path_factory.mktemp("workers"))
+) -> Iterator[WorkerPool]:
+    pool = _workers(nats_server, triton_server, tmp_path_factory.mktemp("workers"))
     for stage in ("asr", "mt", "tts"):
         pool.start(stage)
     yield pool
@@ -76,7 +47,7 @@ def workers(
 
 
 @pytest.fixture(scope="module")
-async def gateway(nats_server: NatsServer, triton_server: TritonServer, workers: Workers) -> AsyncIterator[str]:
+async def gateway(nats_server: NatsServer, triton_server: TritonServer, workers: WorkerPool) -> AsyncIterator[str]:
     settings = ServerSettings(port=0, nats_url=nats_server.url, triton_url=triton_server.grpc_url)
     capability, server = await service.start("translation", settings)
     yield f"127.0.0.1:{server.port}"
@@ -222,7 +193,7 @@ async def test_bad_audio_is_reported_and_the_stream_survives(stub: pb_grpc.Confe
 
 
 async def test_mt_worker_killed_mid_conference_loses_and_repeats_nothing(
-    stub: pb_grpc.ConferenceServiceStub, workers: Workers
+    stub: pb_grpc.ConferenceServiceStub, workers: WorkerPool
 ) -> None:
     speaker, spanish = await _conference(stub, "crash", "en", "es")
     try:

@@ -240,3 +240,31 @@ def start_triton(
     process.start()
     process.wait_until(lambda: _http_ok(f"http://127.0.0.1:{http_port}/v2/health/ready"), timeout_s, "ready")
     return TritonServer(process, grpc_port, http_port, metrics_port)
+
+
+@dataclass
+class WorkerPool:
+    """Cascade stage workers (`tessera work <capability> <stage>`) as real processes, e.g. for tests that kill one."""
+
+    capability: str
+    env: dict[str, str]  # TESSERA_* for the workers (NATS and Triton URLs...)
+    logs: Path
+    procs: dict[str, ManagedProcess] = field(default_factory=dict)
+
+    def start(self, stage: str) -> ManagedProcess:
+        argv = [sys.executable, "-m", "tessera.cli", "work", self.capability, stage]
+        process = ManagedProcess(f"{self.capability}.{stage}", argv, self.logs / f"{stage}.log", env=self.env)
+        process.start()
+        self.procs[stage] = process
+        return process
+
+    def kill(self, stage: str) -> None:
+        """SIGKILL: no drain, no ack, no cleanup - a crash."""
+        popen = self.procs[stage].popen
+        if popen is not None:
+            popen.send_signal(signal.SIGKILL)
+            popen.wait(10)
+
+    def stop(self) -> None:
+        for process in self.procs.values():
+            process.stop(timeout_s=15)
