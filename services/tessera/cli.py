@@ -138,7 +138,8 @@ def down(timeout_s: float = 60.0) -> None:
 @app.command()
 def status() -> None:
     """Health of every part of a running stack."""
-    from tessera.runtime.stack import StackState, health_status
+    from tessera.runtime.processes import health_status
+    from tessera.runtime.stack import StackState
 
     settings = _stack_settings()
     state = StackState.load(settings.state_file)

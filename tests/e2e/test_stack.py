@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tessera.runtime.stack import StackState, health_status
+from tessera.runtime.processes import health_status
+from tessera.runtime.stack import StackState
 
 TESSERA = [sys.executable, "-m", "tessera.cli"]
 

@@ -242,6 +242,21 @@ def start_triton(
     return TritonServer(process, grpc_port, http_port, metrics_port)
 
 
+def health_status(address: str, service: str = "", timeout_s: float = 1.0) -> str:
+    """The grpc.health.v1 status name of ``service`` at ``address``, or UNREACHABLE."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    try:
+        with grpc.insecure_channel(address) as channel:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=timeout_s
+            )
+            return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+    except grpc.RpcError:
+        return "UNREACHABLE"
+
+
 @dataclass
 class WorkerPool:
     """Cascade stage workers (`tessera work <capability> <stage>`) as real processes, e.g. for tests that kill one."""
@@ -251,11 +266,15 @@ class WorkerPool:
     logs: Path
     procs: dict[str, ManagedProcess] = field(default_factory=dict)
 
-    def start(self, stage: str) -> ManagedProcess:
+    def start(self, stage: str, timeout_s: float = 300) -> ManagedProcess:
+        """Start a stage and wait until it serves health: its streams and durable consumer exist by then."""
+        port = free_port()
         argv = [sys.executable, "-m", "tessera.cli", "work", self.capability, stage]
-        process = ManagedProcess(f"{self.capability}.{stage}", argv, self.logs / f"{stage}.log", env=self.env)
+        env = {**self.env, "TESSERA_PORT": str(port)}
+        process = ManagedProcess(f"{self.capability}.{stage}", argv, self.logs / f"{stage}.log", env=env)
         process.start()
         self.procs[stage] = process
+        process.wait_until(lambda: health_status(f"127.0.0.1:{port}") == "SERVING", timeout_s, "serving")
         return process
 
     def kill(self, stage: str) -> None:

@@ -20,14 +20,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tessera.runtime import model_repository
 from tessera.runtime.config import split_list
-from tessera.runtime.processes import ManagedProcess, NatsServer, TritonServer, free_port, start_nats, start_triton
+from tessera.runtime.processes import (
+    ManagedProcess,
+    NatsServer,
+    TritonServer,
+    free_port,
+    health_status,
+    start_nats,
+    start_triton,
+)
 
 log = logging.getLogger("tessera.stack")
 
@@ -94,17 +100,6 @@ class StackState:
             return cls(**json.loads(path.read_text()))
         except (OSError, ValueError, TypeError):
             return None
-
-
-def health_status(address: str, service: str = "", timeout_s: float = 1.0) -> str:
-    """The grpc.health.v1 status name of ``service`` at ``address``, or UNREACHABLE."""
-    try:
-        with grpc.insecure_channel(address) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout_s)
-            return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
-    except grpc.RpcError:
-        return "UNREACHABLE"
 
 
 @dataclass
