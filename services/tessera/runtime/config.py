@@ -40,6 +40,9 @@ class ServerSettings(BaseSettings):
     media_roots: Annotated[list[Path], NoDecode] = Field(
         default_factory=list, description="folders a client may name files under; comma-separated"
     )
+    trace_dir: Path | None = Field(
+        None, description="append finished spans as JSON lines to a file per process in this folder; unset: off"
+    )
 
     @field_validator("media_roots", mode="before")
     @classmethod

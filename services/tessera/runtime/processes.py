@@ -44,13 +44,26 @@ def _log_tail(path: Path, lines: int = 30) -> str:
         return "(no log)"
 
 
-def _die_with_parent() -> None:
-    """Linux: the child gets SIGTERM if its parent dies, so a killed supervisor leaves no orphans behind."""
-    if sys.platform.startswith("linux"):
+def _die_with_parent_argv(argv: list[str]) -> tuple[list[str], Callable[[], None] | None]:
+    """Linux: the child gets SIGTERM if its parent dies, so a killed supervisor leaves no orphans behind.
+
+    util-linux ``setpriv --pdeathsig`` sets it and execs the command, so no Python runs between fork and exec (a
+    ``preexec_fn`` there re-runs the interpreter's after-fork hooks, which crashed a child forked from a process
+    with gevent and gRPC threads loaded). Without setpriv, a ``prctl`` preexec_fn does the same.
+    """
+    if not sys.platform.startswith("linux"):
+        return argv, None
+    setpriv = shutil.which("setpriv")
+    if setpriv:
+        return [setpriv, "--pdeathsig", "TERM", "--", *argv], None
+
+    def prctl() -> None:
         import ctypes
 
         pr_set_pdeathsig = 1
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+    return argv, prctl
 
 
 @dataclass
@@ -66,13 +79,14 @@ class ManagedProcess:
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
+        argv, preexec = _die_with_parent_argv(self.argv)
         self.popen = subprocess.Popen(
-            self.argv,
+            argv,
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **self.env},
             start_new_session=True,  # a Ctrl-C in the terminal reaches the supervisor, which stops children in order
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only calls prctl
+            preexec_fn=preexec,  # noqa: PLW1509 - None where setpriv exists; else only calls prctl
         )
         log.close()
 

@@ -90,7 +90,7 @@ async def run(name: str) -> None:
     """Serve ``name`` until SIGTERM/SIGINT, then drain and release resources."""
     settings = config.load(config.ServerSettings)
     setup_logging(settings.log_level, settings.log_json)
-    setup_tracing(f"tessera-{name}")
+    setup_tracing(f"tessera-{name}", trace_dir=settings.trace_dir)
     capability, server = await start(name, settings)
     server.install_signal_handlers()
     try:
@@ -169,7 +169,7 @@ async def run_worker(capability: str, stage: str) -> None:
     """Run one cascade stage until SIGTERM/SIGINT; on stop, in-flight messages finish or go back to the stream."""
     settings = config.load(config.ServerSettings)
     setup_logging(settings.log_level, settings.log_json)
-    setup_tracing(f"tessera-{capability}-{stage}")
+    setup_tracing(f"tessera-{capability}-{stage}", trace_dir=settings.trace_dir)
     running = await start_worker(capability, stage, settings)
     running.server.install_signal_handlers()
     stop = asyncio.ensure_future(running.server.stop_requested())

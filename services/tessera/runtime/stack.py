@@ -67,6 +67,7 @@ class StackSettings(BaseSettings):
         default_factory=lambda: [Path("build/media"), Path("build/test-media"), Path("benchmarks/data")]
     )
     ready_timeout_s: float = Field(300.0, gt=0)
+    trace_dir: Path | None = Field(None, description="every process writes its finished spans here (JSON lines)")
 
     @field_validator("services", "media_roots", mode="before")
     @classmethod
@@ -189,6 +190,8 @@ class LocalStack:
             "TESSERA_TRITON_URL": self.triton.grpc_url,
             "TESSERA_MEDIA_ROOTS": ",".join(str(p.resolve()) for p in s.media_roots),
         }
+        if s.trace_dir is not None:
+            env["TESSERA_TRACE_DIR"] = str(s.trace_dir.resolve())
         for i, name in enumerate(s.services):
             port = s.base_port + i if s.base_port else free_port()
             service = SupervisedService(name, port, env, logs / f"{name}.log")
