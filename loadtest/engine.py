@@ -64,6 +64,10 @@ class RunResult:
 
 
 def status_of(exc: BaseException) -> str:
+    """A gRPC status name, a scenario's own ``status`` (e.g. ``FRAME_SHED``), or ``CLIENT_<exception>``."""
+    own = getattr(exc, "status", None)
+    if isinstance(own, str) and own:
+        return own
     if isinstance(exc, grpc.aio.AioRpcError):
         return str(exc.code().name)
     if isinstance(exc, TimeoutError):

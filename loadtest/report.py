@@ -149,6 +149,29 @@ def _ms(value: Any) -> str:
     return f"{value:.1f}" if _finite(value) else "-"
 
 
+def stage_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Per-stage breakdown from the stack's trace files (``loadtest.traces``): cascade stages, then gRPC methods."""
+    if not rows:
+        return []
+    lines = [
+        "",
+        "Per stage, from the traces the stack's processes wrote during this scenario (all its levels): a cascade "
+        "stage's queue is from the publish to the start of handling; process is the handler's span. A streaming "
+        "RPC's span lasts the whole stream.",
+        "",
+        "| stage | kind | service | spans | queue p50 ms | queue p95 ms | process p50 ms | process p95 ms |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        queue = row.get("queue_ms") or {}
+        proc = row["process_ms"]
+        lines.append(
+            f"| {row['stage']} | {row['kind']} | {row['service']} | {row['spans']} | {_ms(queue.get('p50'))} | "
+            f"{_ms(queue.get('p95'))} | {_ms(proc['p50'])} | {_ms(proc['p95'])} |"
+        )
+    return lines
+
+
 def markdown(summary: Mapping[str, Any], checks: Sequence[Check] | None = None) -> str:
     lines = ["# Load test report", ""]
     machine = summary.get("machine", {})
@@ -219,6 +242,7 @@ def markdown(summary: Mapping[str, Any], checks: Sequence[Check] | None = None) 
                     f"| {lv['label']} | {s['count']} | {_ms(e['p50'])} | {_ms(e['p90'])} | {_ms(e['p95'])} | "
                     f"{_ms(e['p99'])} | {_ms(e['max'])} | " + " | ".join(_ms(st[k]["mean"]) for k in STAGES) + " |"
                 )
+        lines += stage_table(scen.get("stages_from_traces") or [])
         lines.append("")
     stations = summary.get("validation") or {}
     if stations:

@@ -17,6 +17,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -24,11 +25,11 @@ from typing import Any
 
 import yaml
 
-from loadtest import report, stack
+from loadtest import report, stack, traces
 from loadtest.engine import RunResult, closed_loop, open_loop
 from loadtest.scenarios import SCENARIOS, Scenario
 from loadtest.scenarios.keyframes import MEDIA_DIR, OverheadProbe, scenario_video
-from loadtest.validate import validate
+from loadtest.validate import fifo_service_times, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 DESCRIPTIONS = {
@@ -36,6 +37,8 @@ DESCRIPTIONS = {
     "from the scheduled send time.",
     "frame_relevance": "The frame_relevance model alone, straight through tritonclient with its detection cache off "
     "(one thumbnail per request): the bare Triton station the planner sizes.",
+    "monitoring": "Camera frames (JPEG of real video) on long-lived Ingest streams, one room per camera; a request is "
+    "one frame, done when its detections come back from the detector worker; shed frames are errors.",
     "translation": "Conference utterances of real speech (real-time paced) into the ASR -> MT -> TTS cascade; one "
     "request is one utterance; segment rows are per segment and listener language.",
 }
@@ -48,10 +51,6 @@ class Budget:
 
     def left(self) -> float:
         return self.seconds - (time.monotonic() - self.began)
-
-
-def _label(mode: str, value: float, fraction: float | None = None) -> str:
-    return f"closed c={value:g}" if mode == "closed" else f"open {fraction:g}x"
 
 
 async def run_overhead(target: stack.Target, options: dict[str, Any], video_minutes: float) -> dict[str, Any]:
@@ -125,10 +124,11 @@ async def run_scenario(
     runs: dict[str, list[RunResult]] = {"closed": [], "open": []}
     skipped: list[str] = []
     cpu_before = {p: stack.cpu_seconds(pid) for p, pid in target.pids.items()}
+    window_began_ns = time.time_ns()
     try:
         closed = options.get("closed_loop") or {}
         for concurrency in closed.get("concurrency", []):
-            label = _label("closed", concurrency)
+            label = f"closed c={concurrency:g}"
             if budget.left() < float(closed["duration_s"]) + 5:
                 skipped.append(label)
                 continue
@@ -140,14 +140,13 @@ async def run_scenario(
             _progress(name, levels[-1])
         opened = options.get("open_loop") or {}
         top = report.capacity(levels)
-        for fraction in opened.get("load_fractions", []):
-            label = _label("open", 0, fraction)
-            if top <= 0 or budget.left() < float(opened["duration_s"]) + float(opened.get("drain_s", 30)) / 2:
+        for label, rate, fraction in open_levels(opened, options, top):
+            if rate <= 0 or budget.left() < float(opened["duration_s"]) + float(opened.get("drain_s", 30)) / 2:
                 skipped.append(label)
                 continue
             run = await open_loop(
                 scenario.once,
-                top * float(fraction),
+                rate,
                 float(opened["duration_s"]),
                 int(opened["max_requests"]),
                 drain_s=float(opened.get("drain_s", 30)),
@@ -173,9 +172,28 @@ async def run_scenario(
         "skipped": skipped,
         "cpu_s_by_process": cpu,
         "requests": requests,
+        "_window_ns": [window_began_ns, time.time_ns()],
         **extras,
     }
     return result, runs, scenario
+
+
+def open_levels(
+    opened: dict[str, Any], options: dict[str, Any], capacity: float
+) -> list[tuple[str, float, float | None]]:
+    """(label, arrivals per second, fraction of capacity) of each open-loop level.
+
+    ``load_fractions`` are fractions of the highest closed-loop throughput; ``cameras`` (with the scenario's
+    ``fps``) are absolute rates: N cameras at a given frame rate, the way a monitoring deployment is specified.
+    """
+    out: list[tuple[str, float, float | None]] = []
+    for fraction in opened.get("load_fractions", []):
+        out.append((f"open {fraction:g}x", capacity * float(fraction), float(fraction)))
+    fps = float(options.get("fps", 0) or 0)
+    for cameras in opened.get("cameras", []):
+        rate = float(cameras) * fps
+        out.append((f"open {cameras:g} cam x {fps:g} fps", rate, rate / capacity if capacity > 0 else None))
+    return out
 
 
 def _progress(name: str, level: dict[str, Any]) -> None:
@@ -283,14 +301,18 @@ async def main_async(args: argparse.Namespace, profile: dict[str, Any], quiet: d
     if "keyframes" in scen_opts:
         scenario_video(kf_minutes)  # generate (or reuse) before the stack starts: not part of any measurement
     began = time.monotonic()
+    trace_dir: Path | None = None
     if args.stack_state:
         target = stack.attach(Path(args.stack_state))
     else:
         print("starting a stack on free loopback ports ...", flush=True)
+        trace_dir = ROOT / "build" / "loadtest" / "traces"
+        shutil.rmtree(trace_dir, ignore_errors=True)
         target = stack.start(
             ROOT / "build" / "loadtest" / "stack",
             list(profile.get("services") or []),
             [ROOT / "build" / "media", ROOT / "build" / "test-media", MEDIA_DIR],
+            trace_dir=trace_dir,
         )
         print(f"stack ready in {time.monotonic() - began:.1f} s", flush=True)
     scenarios: dict[str, Any] = {}
@@ -315,7 +337,12 @@ async def main_async(args: argparse.Namespace, profile: dict[str, Any], quiet: d
                 scenarios[name] = {"error": f"{type(exc).__name__}: {exc}", "levels": []}
                 runs[name] = {"closed": [], "open": []}
     finally:
-        target.stop()
+        target.stop()  # the processes flush their spans as they exit
+    spans = traces.read_spans(trace_dir) if trace_dir is not None and trace_dir.exists() else []
+    for scen in scenarios.values():
+        window = scen.pop("_window_ns", None)
+        if spans and window:
+            scen["stages_from_traces"] = traces.stage_breakdown(spans, (window[0], window[1]))
     for name, scen in scenarios.items():  # keep per-segment rows out of the summary, but use them for profiles
         for level, run in zip(scen["levels"], [r for m in ("closed", "open") for r in runs[name][m]], strict=True):
             level["_segments"] = [
@@ -332,6 +359,20 @@ async def main_async(args: argparse.Namespace, profile: dict[str, Any], quiet: d
             validation[name] = planner_validation(
                 name_runs, scenarios[name], float(profile.get("calibration_max", 0.15)), name
             )
+    detector = validation.get("object_detector")
+    if detector:  # the detector station's service time is the CPU-class per-frame cost cameras are planned with
+        profile_out["models"]["detector"] = {
+            "unit": "frames",
+            "profiles": {
+                "cpu": {
+                    "per_unit_ms": detector["service_mean_ms"],
+                    "scv": detector["service_scv"],
+                    "measured": True,
+                    "source": f"measured by make loadtest {profile_out['generated']}: object_detector (yolov3-tiny, "
+                    f"one 640 px frame per request) alone, {detector['service_profile_from']}",
+                }
+            },
+        }
     worst = max((v["max_abs_rel_error"] for v in validation.values()), default=math.nan)
     load_after = stack.load_average()
     summary: dict[str, Any] = {
@@ -370,19 +411,28 @@ async def main_async(args: argparse.Namespace, profile: dict[str, Any], quiet: d
 def planner_validation(
     runs: dict[str, list[RunResult]], scenario: dict[str, Any], calibration_max: float, name: str
 ) -> dict[str, Any]:
-    """Profile the local station from the lightest open-loop run (or concurrency 1), predict the others' p95.
+    """Profile the local station from its lightest open-loop run, then predict the heavier runs' p95.
 
-    The lightest open-loop run, when its load is at most ``calibration_max`` of capacity, is the service-time
-    profile: at that load requests almost never queue, and measuring it open-loop keeps the stalls a random
-    arrival meets (a closed loop at concurrency 1 would itself omit them). It is not among the validated points.
+    The lightest open-loop run (at most ``calibration_max`` of capacity) is the service-time profile and is not
+    among the validated points: measured open-loop, it keeps the stalls a random arrival meets (back-to-back
+    closed-loop calls keep the model's threads hot and understate them). For a one-server station (a Triton model
+    with one instance) the service times come out of that run exactly, waits removed (``fifo_service_times``);
+    otherwise its latencies are used as they are. Without such a run: the closed loop at concurrency 1.
     """
     fractions = [lv.get("load_fraction") for lv in scenario["levels"] if lv["mode"] == "open"]
+    instances = scenario.get("instances")
     lightest = min(range(len(runs["open"])), key=lambda i: runs["open"][i].level)
     if fractions[lightest] is not None and fractions[lightest] <= calibration_max:
         calibration = runs["open"][lightest]
         validated = [r for i, r in enumerate(runs["open"]) if i != lightest]
-        source = f"open loop at {fractions[lightest]:g}x capacity ({calibration.level:.1f}/s)"
-        samples = [s.latency_ms for s in calibration.samples if s.status == "OK"]
+        ok = [s for s in calibration.samples if s.status == "OK"]
+        if instances == 1:
+            samples = [v * 1000 for v in fifo_service_times([(s.sent_s, s.done_s) for s in ok])]
+            how = "service times by FIFO recursion"
+        else:
+            samples = [s.latency_ms for s in ok]
+            how = "latencies"
+        source = f"open loop at {fractions[lightest]:g}x capacity ({calibration.level:.1f}/s, {how})"
     else:
         calibration = min(runs["closed"], key=lambda r: r.level)
         validated = runs["open"]
@@ -396,8 +446,10 @@ def planner_validation(
         arrival_scv=1.0 if arrivals == "poisson" else 0.0,
         scenario=name,
         max_servers=os.cpu_count(),
+        servers=int(instances) if instances else None,
     )
     result["service_profile_from"] = source
+    result["servers_from"] = "the model's instance count" if instances else "Little's law at saturation"
     return result
 
 

@@ -24,6 +24,7 @@ class TargetError(RuntimeError):
 class Target:
     services: dict[str, str]  # service name -> host:port
     triton_grpc: str
+    nats_url: str = ""  # scenarios that observe a cascade's internal subjects (monitoring detections) use it
     pids: dict[str, int] = field(default_factory=dict)  # process name -> pid, when this run owns the stack
     stack: LocalStack | None = None
 
@@ -54,12 +55,13 @@ def attach(state_file: Path) -> Target:
     state = StackState.load(state_file)
     if state is None or not state.ready:
         raise TargetError(f"no ready stack at {state_file}; start one with `tessera up --detach`")
-    for address in [*state.services.values(), state.triton_grpc]:
+    nats_host = state.nats_url.removeprefix("nats://")
+    for address in [*state.services.values(), state.triton_grpc, nats_host]:
         _check_loopback(address)
-    return Target(dict(state.services), state.triton_grpc)
+    return Target(dict(state.services), state.triton_grpc, state.nats_url)
 
 
-def start(build_dir: Path, services: list[str], media_roots: list[Path]) -> Target:
+def start(build_dir: Path, services: list[str], media_roots: list[Path], trace_dir: Path | None = None) -> Target:
     """Our own stack on free ports under ``build_dir`` (model repository, logs, JetStream data).
 
     The trivial ``add_sub`` test model is placed in the repository first (the stack rebuilds only its own models
@@ -77,6 +79,7 @@ def start(build_dir: Path, services: list[str], media_roots: list[Path]) -> Targ
         triton_metrics_port=0,
         media_roots=media_roots,
         ready_timeout_s=300.0,
+        trace_dir=trace_dir,
     )
     stack = LocalStack(settings)
     try:
@@ -87,7 +90,7 @@ def start(build_dir: Path, services: list[str], media_roots: list[Path]) -> Targ
     pids = {svc.name: svc.process.pid for svc in stack.services if svc.process is not None}
     if stack.triton is not None:
         pids["triton"] = stack.triton.process.pid
-    return Target(dict(state.services), state.triton_grpc, pids, stack)
+    return Target(dict(state.services), state.triton_grpc, state.nats_url, pids, stack)
 
 
 def cpu_seconds(pid: int, with_children: bool = True) -> float:

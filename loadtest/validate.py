@@ -26,6 +26,24 @@ def fit_servers(service: ServiceTime, max_throughput: float, max_servers: int | 
     return min(servers, max_servers) if max_servers else servers
 
 
+def fifo_service_times(requests: Sequence[tuple[float, float]]) -> list[float]:
+    """Service times of a single FIFO server from its requests' (arrival, departure) times, any load.
+
+    Lindley's recursion run backwards: a request starts when it arrives or when the one before it leaves,
+    whichever is later, so its service time is ``departure - max(arrival, previous departure)``. Exact for one
+    server serving in arrival order; it lets a light open-loop run, where some requests do queue, give the
+    service-time distribution without the waits in it.
+    """
+    out: list[float] = []
+    free_at = -math.inf
+    for arrival, departure in sorted(requests):
+        start = max(arrival, free_at)
+        if departure >= start:
+            out.append(departure - start)
+        free_at = max(free_at, departure)
+    return out
+
+
 def validate(
     service_samples_ms: Sequence[float],
     max_throughput: float,
@@ -34,9 +52,11 @@ def validate(
     arrival_scv: float = 0.0,
     scenario: str = "keyframes",
     max_servers: int | None = None,
+    servers: int | None = None,
 ) -> dict[str, Any]:
+    """``servers`` is the station's known server count (a Triton model's instances); else fitted (Little's law)."""
     service = ServiceTime.from_samples([v / 1000 for v in service_samples_ms])
-    servers = fit_servers(service, max_throughput, max_servers)
+    servers = servers or fit_servers(service, max_throughput, max_servers)
     points = []
     for rate, measured in open_points:
         est = station(rate, servers, service, arrival_scv)

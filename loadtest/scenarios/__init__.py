@@ -38,9 +38,15 @@ def _keyframes(target: Target, options: dict[str, Any]) -> Awaitable[Scenario]:
 
 
 def _frame_relevance(target: Target, options: dict[str, Any]) -> Awaitable[Scenario]:
-    from loadtest.scenarios.keyframes import ModelScenario
+    from loadtest.scenarios.model import ModelScenario
 
-    return ModelScenario.create(target, options)
+    return ModelScenario.create(target, options, "frame_relevance")
+
+
+def _object_detector(target: Target, options: dict[str, Any]) -> Awaitable[Scenario]:
+    from loadtest.scenarios.model import ModelScenario
+
+    return ModelScenario.create(target, options, "object_detector")
 
 
 def _translation(target: Target, options: dict[str, Any]) -> Awaitable[Scenario]:
@@ -49,9 +55,23 @@ def _translation(target: Target, options: dict[str, Any]) -> Awaitable[Scenario]
     return ConferenceScenario.create(target, options)
 
 
+def _monitoring(target: Target, options: dict[str, Any]) -> Awaitable[Scenario]:
+    from loadtest.scenarios.monitoring import MonitoringScenario
+
+    return MonitoringScenario.create(target, options)
+
+
+def _audio_events(target: Target, options: dict[str, Any]) -> Awaitable[Scenario]:
+    from loadtest.scenarios.model import ModelScenario
+
+    return ModelScenario.create(target, options, "audio_events")
+
+
 SCENARIOS: dict[str, ScenarioFactory] = {
     "keyframes": _keyframes,
     "frame_relevance": _frame_relevance,  # the model alone, straight through tritonclient (planner validation)
+    "object_detector": _object_detector,  # monitoring's models alone (planner validation)
+    "audio_events": _audio_events,
     "translation": _translation,
-    # "monitoring": the service does not exist yet; add its ingest scenario here when it lands.
+    "monitoring": _monitoring,
 }

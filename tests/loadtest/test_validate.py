@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from loadtest.validate import validate
+from loadtest.validate import fifo_service_times, validate
 
 from tessera.planner.capacity import ServiceTime, station
 
@@ -38,3 +38,30 @@ def test_an_unstable_prediction_is_an_infinite_error() -> None:
 def test_servers_are_capped_by_the_cores() -> None:
     result = validate([20.0, 30.0] * 50, max_throughput=160.0, open_points=[(50.0, 30.0)], max_servers=2)
     assert result["servers"] == 2 and result["points"][0]["utilisation"] == pytest.approx(50 * 0.025 / 2)
+
+
+def test_fifo_recursion_recovers_service_times_from_a_queue() -> None:
+    """A simulated FIFO server: arrivals that queue behind others still yield their own service times."""
+    import random
+
+    rng = random.Random(3)
+    arrivals, services = [], []
+    t = 0.0
+    for _ in range(500):
+        t += rng.expovariate(40.0)
+        arrivals.append(t)
+        services.append(rng.uniform(0.01, 0.03))
+    departures, free = [], 0.0
+    for a, s in zip(arrivals, services, strict=True):
+        free = max(a, free) + s
+        departures.append(free)
+    assert sum(d - a > s + 1e-9 for a, d, s in zip(arrivals, departures, services, strict=True)) > 100  # many waited
+    shuffled = list(zip(arrivals, departures, strict=True))
+    rng.shuffle(shuffled)  # the order they are given in does not matter
+    recovered = fifo_service_times(shuffled)
+    assert recovered == pytest.approx(services)
+
+
+def test_known_servers_override_the_fit() -> None:
+    result = validate([20.0, 30.0] * 50, max_throughput=160.0, open_points=[(30.0, 40.0)], servers=1)
+    assert result["servers"] == 1 and result["points"][0]["utilisation"] == pytest.approx(30 * 0.025)

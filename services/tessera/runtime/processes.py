@@ -66,6 +66,19 @@ def _die_with_parent_argv(argv: list[str]) -> tuple[list[str], Callable[[], None
     return argv, prctl
 
 
+def _wait_for_exec(pid: int, launcher: str, timeout_s: float = 2.0) -> None:
+    """Until the launcher has exec'd the command: before that its parent-death signal may not be set yet."""
+    deadline = time.monotonic() + timeout_s
+    launcher_path = os.path.realpath(launcher)
+    while time.monotonic() < deadline:
+        try:
+            if os.path.realpath(f"/proc/{pid}/exe") != launcher_path:
+                return
+        except OSError:
+            return  # already gone: its exit status tells the caller
+        time.sleep(0.001)
+
+
 @dataclass
 class ManagedProcess:
     """A child process with its own log file, stopped with SIGTERM and then SIGKILL."""
@@ -89,6 +102,8 @@ class ManagedProcess:
             preexec_fn=preexec,  # noqa: PLW1509 - None where setpriv exists; else only calls prctl
         )
         log.close()
+        if argv[0] != self.argv[0]:
+            _wait_for_exec(self.popen.pid, argv[0])
 
     @property
     def pid(self) -> int:
