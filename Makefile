@@ -5,7 +5,7 @@ STAMP := $(VENV)/.tessera-installed
 OPENCV_DOC := build/media/opencv-doc
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install protos protos-check models media lint charts k8s test test-fast run up down demo bench-keyframes bench-inference bench-translation bench-monitoring loadtest plan clean
+.PHONY: install protos protos-check models media lint charts k8s test test-fast run up down demo bench-keyframes bench-inference bench-proxy bench-translation bench-monitoring loadtest plan clean
 
 install: $(STAMP)
 $(STAMP): pyproject.toml scripts/install.sh
@@ -68,6 +68,9 @@ bench-keyframes: install models media
 bench-inference: install
 	$(PY) benchmarks/runtime/inference_overhead.py
 
+bench-proxy: install models media
+	$(PY) benchmarks/runtime/proxy_floor.py
+
 bench-monitoring: install models media
 	$(PY) benchmarks/monitoring/run.py
 
@@ -75,7 +78,7 @@ bench-translation: install models
 	$(PY) benchmarks/translation/run.py
 
 # Load tests on loopback (smoke profile, < 5 min, own stack on free ports); reports in loadtest/results/, then the plan.
-loadtest: install media
+loadtest: install models media
 	$(PY) -m loadtest
 	$(VENV)/bin/tessera plan
 

@@ -252,8 +252,9 @@ def markdown(summary: Mapping[str, Any], checks: Sequence[Check] | None = None) 
     for name, val in stations.items():
         lines += [
             f"### {name}: c = {val['servers']} servers, service mean {_ms(val['service_mean_ms'])} ms "
-            f"(scv {val['service_scv']:.2f}, p95 {_ms(val['service_p95_ms'])} ms) "
-            f"from {val.get('service_profile_from')}, saturation {val['max_throughput_rps']:.1f}/s",
+            f"(scv {val['service_scv']:.2f}; p95 {_ms(val['service_p95_ms'])} ms log-normal, "
+            f"{_ms(val.get('service_p95_measured_ms'))} ms measured) from {val.get('service_profile_from')}, "
+            f"servers from {val.get('servers_from', 'the fit')}, saturation {val['max_throughput_rps']:.1f}/s",
             "",
             "| arrivals/s | utilisation | predicted p95 ms | measured p95 ms | error |",
             "|---|---|---|---|---|",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_MODELS = ROOT / "tests" / "fixtures"  # holds platform/models/add_sub
 OPENCV_DOC = ROOT / "build" / "media" / "opencv-doc"
 TEST_MEDIA = ROOT / "build" / "test-media"
+if str(ROOT) not in sys.path:  # the load-test package (loadtest/) sits at the repository root
+    sys.path.insert(0, str(ROOT))
 
 
 @pytest.fixture(scope="session")

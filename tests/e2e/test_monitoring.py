@@ -328,3 +328,23 @@ async def test_ingest_refuses_bad_sensor_data_naming_the_field(stub: pb_grpc.Mon
     assert "data" in field_violations(empty)
     missing = await one(pb.SensorData(), room_id="nowhere")
     assert missing.code() == grpc.StatusCode.NOT_FOUND and "room_id" in field_violations(missing)
+
+
+async def test_the_load_test_ingest_scenario_times_frames_through_the_real_cascade(
+    stub: pb_grpc.MonitoringServiceStub, gateway: str, nats_server: NatsServer, triton_server: TritonServer
+) -> None:
+    """loadtest's monitoring scenario: a frame is done when its detections come back from the detector worker."""
+    from loadtest.engine import open_loop
+    from loadtest.scenarios.monitoring import MonitoringScenario
+    from loadtest.stack import Target
+
+    target = Target({"monitoring": gateway}, triton_server.grpc_url, nats_server.url)
+    scenario = await MonitoringScenario.create(target, {"cameras": 2, "fps": 5, "timeout_s": 20})
+    await scenario.setup()
+    try:
+        run = await open_loop(scenario.once, 4.0, 2.0, 20, arrivals="uniform", drain_s=20)
+    finally:
+        await scenario.close()
+    assert [s.status for s in run.samples] == ["OK"] * 8
+    assert all(0 < s.detail["detect_ms"] < s.latency_ms for s in run.samples)
+    assert scenario.ingest_totals == {"frames_accepted": 10, "frames_shed": 0}  # 2 warm-up frames + 8 measured

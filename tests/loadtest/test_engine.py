@@ -69,6 +69,12 @@ async def test_errors_are_counted_by_status_code() -> None:
     assert status_of(TimeoutError()) == "CLIENT_TIMEOUT" and status_of(KeyError("x")) == "CLIENT_KeyError"
 
 
+def test_a_scenario_names_its_own_failures() -> None:
+    from loadtest.scenarios.monitoring import FrameNotAnalyzed, FrameShed
+
+    assert status_of(FrameShed("x")) == "FRAME_SHED" and status_of(FrameNotAnalyzed("x")) == "FRAME_NOT_ANALYZED"
+
+
 async def test_open_loop_rejects_a_zero_rate() -> None:
     async def call(_: float) -> None:
         return None

@@ -132,3 +132,38 @@ def test_linear_fit_and_cpu_profile() -> None:
     assert asr["per_unit_ms"] == pytest.approx(100.0) and asr["fixed_ms"] == pytest.approx(50.0)
     assert asr["source"].startswith("measured")
     assert out["cpu_costs"]["gateway_ms_per_speech_s"]["value"] == pytest.approx(100.0)
+
+
+def test_open_levels_from_fractions_and_from_cameras() -> None:
+    from loadtest.run import open_levels
+
+    levels = open_levels({"load_fractions": [0.5], "cameras": [1, 4]}, {"fps": 5}, capacity=40.0)
+    assert levels == [("open 0.5x", 20.0, 0.5), ("open 1 cam x 5 fps", 5.0, 0.125), ("open 4 cam x 5 fps", 20.0, 0.5)]
+    assert open_levels({"cameras": [2]}, {"fps": 5}, capacity=0.0) == [("open 2 cam x 5 fps", 10.0, None)]
+
+
+def test_stage_table_lists_queue_and_processing() -> None:
+    from loadtest.report import stage_table
+
+    rows = [
+        {
+            "kind": "stage",
+            "stage": "monitoring_detector",
+            "service": "d",
+            "spans": 9,
+            "queue_ms": {"p50": 1.5, "p95": 4.0},
+            "process_ms": {"p50": 40.0, "p95": 60.0},
+        },
+        {
+            "kind": "rpc",
+            "stage": "/x/Y",
+            "service": "g",
+            "spans": 2,
+            "queue_ms": None,
+            "process_ms": {"p50": 1.0, "p95": 2.0},
+        },
+    ]
+    table = "\n".join(stage_table(rows))
+    assert "| monitoring_detector | stage | d | 9 | 1.5 | 4.0 | 40.0 | 60.0 |" in table
+    assert "| /x/Y | rpc | g | 2 | - | - | 1.0 | 2.0 |" in table
+    assert stage_table([]) == []

@@ -12,7 +12,8 @@ from tessera.planner.capacity import ServiceTime, station
 
 def test_validation_reports_relative_errors_per_point() -> None:
     samples_ms = [10.0 + (i % 10) for i in range(200)]
-    service = ServiceTime.from_samples([v / 1000 for v in samples_ms])
+    sampled = ServiceTime.from_samples([v / 1000 for v in samples_ms])
+    service = ServiceTime(sampled.mean_s, sampled.scv)  # a profile carries mean and SCV, as the planner's tables
     truth = station(50.0, 1, service, 0.0).sojourn_quantile(0.95) * 1000
     result = validate(samples_ms, max_throughput=1 / service.mean_s, open_points=[(50.0, truth), (60.0, truth)])
     assert result["servers"] == 1

@@ -305,7 +305,7 @@ def keyframes_demand(name: str, w: Mapping[str, Any], tables: Tables) -> tuple[l
 
 
 def camera_demand(name: str, w: Mapping[str, Any], tables: Tables) -> tuple[list[Demand], list[CpuDemand]]:
-    """Monitoring ingest (planned capability): one detector request per camera frame."""
+    """Monitoring ingest: one object_detector request per camera frame."""
     where = f"workloads.{name}"
     rate = _num(w, "count", where) * _num(w, "fps", where)
     ingest_ms, src = _cpu(tables, "monitoring_ms_per_frame")
