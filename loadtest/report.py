@@ -256,19 +256,31 @@ def markdown(summary: Mapping[str, Any], checks: Sequence[Check] | None = None) 
             f"{_ms(val.get('service_p95_measured_ms'))} ms measured) from {val.get('service_profile_from')}, "
             f"servers from {val.get('servers_from', 'the fit')}, saturation {val['max_throughput_rps']:.1f}/s",
             "",
-            "| arrivals/s | utilisation | predicted p95 ms | measured p95 ms | error |",
-            "|---|---|---|---|---|",
+            "| arrivals/s | utilisation | predicted p95 ms | measured p95 ms | error | service mean at this load ms "
+            "| predicted from it ms | error |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for p in val.get("points", []):
+            same = p.get("same_load_rel_error")
             lines.append(
                 f"| {p['rate_per_s']:.1f} | {p['utilisation']:.2f} | {_ms(p['predicted_p95_ms'])} | "
-                f"{_ms(p['measured_p95_ms'])} | {p['rel_error'] * 100:+.1f}% |"
+                f"{_ms(p['measured_p95_ms'])} | {p['rel_error'] * 100:+.1f}% | "
+                f"{_ms(p.get('same_load_service_mean_ms'))} | {_ms(p.get('same_load_predicted_p95_ms'))} | "
+                + (f"{same * 100:+.1f}% |" if same is not None and _finite(same) else "- |")
             )
         lines.append("")
     if stations:
+        same_worst = max(
+            (v.get("same_load_max_abs_rel_error", math.nan) for v in stations.values()),
+            key=lambda x: x if _finite(x) else -1.0,
+            default=math.nan,
+        )
         lines += [
             f"**planner_p95_rel_error {summary.get('planner_p95_rel_error', math.nan):.3f}** (worst |error| over every "
-            "point of every station; goal 0.25)",
+            "point of every station; goal 0.25). The right-hand columns re-run the same M/G/c with the service time "
+            "recovered from each point's own run: their worst |error|, "
+            f"{same_worst:.3f}, is the queueing model's alone; the difference is the profile's (service time that "
+            "changes with load on these CPU models).",
             "",
         ]
     if checks is not None:

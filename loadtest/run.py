@@ -380,6 +380,15 @@ async def main_async(args: argparse.Namespace, profile: dict[str, Any], quiet: d
         "overhead_p99_ms": overhead.get("overhead_p99_ms", math.nan),
         "planner_p95_rel_error": worst,
         "scenarios": scenarios,
+        # the same prediction with each point's own service times: the queueing model's error alone
+        "planner_queueing_p95_rel_error": max(
+            (
+                v["same_load_max_abs_rel_error"]
+                for v in validation.values()
+                if math.isfinite(v["same_load_max_abs_rel_error"])
+            ),
+            default=math.nan,
+        ),
         "overhead": overhead,
         "validation": validation,
         "goals": {
@@ -439,6 +448,12 @@ def planner_validation(
         source = "closed loop at concurrency 1"
         samples = [s.service_ms for s in calibration.samples if s.status == "OK"]
     arrivals = next((lv.get("arrivals") for lv in scenario["levels"] if lv["mode"] == "open"), "poisson")
+    same_load = None
+    if instances == 1:
+        same_load = [
+            [v * 1000 for v in fifo_service_times([(s.sent_s, s.done_s) for s in r.samples if s.status == "OK"])]
+            for r in validated
+        ]
     result = validate(
         samples,
         scenario["capacity_rps"],
@@ -447,6 +462,7 @@ def planner_validation(
         scenario=name,
         max_servers=os.cpu_count(),
         servers=int(instances) if instances else None,
+        same_load_service_ms=same_load,
     )
     result["service_profile_from"] = source
     result["servers_from"] = "the model's instance count" if instances else "Little's law at saturation"

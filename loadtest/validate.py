@@ -57,26 +57,40 @@ def validate(
     scenario: str = "keyframes",
     max_servers: int | None = None,
     servers: int | None = None,
+    same_load_service_ms: Sequence[Sequence[float]] | None = None,
 ) -> dict[str, Any]:
-    """``servers`` is the station's known server count (a Triton model's instances); else fitted (Little's law)."""
+    """``servers`` is the station's known server count (a Triton model's instances); else fitted (Little's law).
+
+    ``same_load_service_ms`` (one list per open point) are service times recovered from that point's own run: the
+    same M/G/c prediction from them isolates the queueing model's error from the profile's (a CPU model's service
+    time here changes with load: threads cold at light load, batches and contention at heavier).
+    """
     sampled = ServiceTime.from_samples([v / 1000 for v in service_samples_ms])
     # What a profile in the planner's tables carries (mean and SCV, log-normal shape), not the samples themselves:
     # the validation tests the model the planner runs, and a p95 of ~100 samples is too noisy to plan on.
     service = ServiceTime(sampled.mean_s, sampled.scv)
     servers = servers or fit_servers(service, max_throughput, max_servers)
     points = []
-    for rate, measured in open_points:
+    for i, (rate, measured) in enumerate(open_points):
         est = station(rate, servers, service, arrival_scv)
         predicted = est.sojourn_quantile(0.95) * 1000
-        points.append(
-            {
-                "rate_per_s": rate,
-                "utilisation": est.utilisation,
-                "predicted_p95_ms": predicted,
-                "measured_p95_ms": measured,
-                "rel_error": (predicted - measured) / measured if measured > 0 else math.nan,  # inf: unstable
+        point = {
+            "rate_per_s": rate,
+            "utilisation": est.utilisation,
+            "predicted_p95_ms": predicted,
+            "measured_p95_ms": measured,
+            "rel_error": (predicted - measured) / measured if measured > 0 else math.nan,  # inf: unstable
+        }
+        if same_load_service_ms and len(same_load_service_ms[i]) >= 2:
+            own = ServiceTime.from_samples([v / 1000 for v in same_load_service_ms[i]])
+            own_est = station(rate, servers, ServiceTime(own.mean_s, own.scv), arrival_scv)
+            own_predicted = own_est.sojourn_quantile(0.95) * 1000
+            point |= {
+                "same_load_service_mean_ms": own.mean_s * 1000,
+                "same_load_predicted_p95_ms": own_predicted,
+                "same_load_rel_error": (own_predicted - measured) / measured if measured > 0 else math.nan,
             }
-        )
+        points.append(point)
     top = max((p["rate_per_s"] for p in points), default=max_throughput)
     curve = []
     for i in range(1, 41):
@@ -98,5 +112,8 @@ def validate(
         "points": points,
         "curve": curve,
         "max_abs_rel_error": max(errors) if errors else math.nan,
+        "same_load_max_abs_rel_error": max(
+            (abs(p["same_load_rel_error"]) for p in points if "same_load_rel_error" in p), default=math.nan
+        ),
         "mean_abs_rel_error": sum(errors) / len(errors) if errors else math.nan,
     }

@@ -161,7 +161,7 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [
         "# gRPC hop floor in front of Triton",
         "",
-        (__doc__ or "").split("\n\n")[1].replace("\n", " "),
+        "\n\n".join((__doc__ or "").split("\n\n")[1:4]),
         "",
         f"{result['calls']} interleaved calls each, concurrency 1, `python benchmarks/runtime/proxy_floor.py`.",
         "",

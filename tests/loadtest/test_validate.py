@@ -66,3 +66,15 @@ def test_fifo_recursion_recovers_service_times_from_a_queue() -> None:
 def test_known_servers_override_the_fit() -> None:
     result = validate([20.0, 30.0] * 50, max_throughput=160.0, open_points=[(30.0, 40.0)], servers=1)
     assert result["servers"] == 1 and result["points"][0]["utilisation"] == pytest.approx(30 * 0.025)
+
+
+def test_same_load_service_times_isolate_the_queueing_model() -> None:
+    profile = [20.0, 30.0] * 50
+    slower = [30.0, 40.0] * 50  # the station ran slower at that load than the profile says
+    result = validate(profile, 40.0, [(20.0, 80.0), (25.0, 90.0)], servers=1, same_load_service_ms=[profile, slower])
+    first, second = result["points"]
+    assert first["same_load_rel_error"] == pytest.approx(first["rel_error"])
+    assert second["same_load_predicted_p95_ms"] > second["predicted_p95_ms"]
+    assert result["same_load_max_abs_rel_error"] == pytest.approx(
+        max(abs(first["same_load_rel_error"]), abs(second["same_load_rel_error"]))
+    )
