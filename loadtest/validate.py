@@ -9,9 +9,10 @@ its send and completion times by the FIFO recursion (for one server: it starts w
 one leaves, whichever is later), so the few waits at that load are not counted as service. Open loop, not
 back-to-back calls: a model called back to back keeps its threads and caches hot and runs ~20% faster than one that
 random arrivals find idle. The profile keeps what the planner's tables carry, the mean and the SCV (log-normal
-shape), and the planner's M/G/c (Erlang C + Allen-Cunneen, exponential wait tail; Poisson arrivals
-``ca2 = 1``) then predicts the p95 of every heavier open-loop run from its arrival rate alone, and the prediction
-is compared with the p95 measured from the schedule. Without a known server count (a whole service), the
+shape), and the planner's station model (one server with Poisson arrivals: exact M/G/1, Pollaczek-Khinchine in
+Benes's form; more servers: Erlang C + Allen-Cunneen with an exponential wait tail) then predicts the p95 of
+every heavier open-loop run from its arrival rate alone, and the prediction is compared with the p95 measured from
+the schedule. Without a known server count (a whole service), the
 parallelism shown under saturation is used instead, ``c = round(X_max * E[S])`` capped at the cores.
 """
 

@@ -13,7 +13,12 @@ Formulas (Kleinrock vol. 2; Allen, *Probability, Statistics and Queueing Theory*
 - mean wait, M/M/c: ``Wq = C(c, a) E[S] / (c - a)``; Allen-Cunneen for G/G/c: ``Wq * (ca2 + cs2) / 2``;
 - wait distribution: zero with probability ``1 - C``, else exponential with mean ``Wq / C`` (exact for M/M/c,
   the usual approximation otherwise); the sojourn time is that wait plus an independent service time, and its
-  quantiles are found by bisection on ``P(W + S > t)`` computed over quantile points of ``S``.
+  quantiles are found by bisection on ``P(W + S > t)`` computed over quantile points of ``S``;
+- one server with Poisson arrivals (M/G/1) needs no approximation: the Pollaczek-Khinchine transform in Benes's
+  form, ``W = R_1 + ... + R_N`` with ``P(N = n) = (1 - rho) rho^n`` and ``R`` the equilibrium (residual) service
+  time, density ``(1 - F_S(x)) / E[S]``, is evaluated on a grid by FFT (``mg1_sojourn_quantile``). For the
+  low-variability service of a model (SCV ~0.1) the exponential tail above decays too slowly and overstates the
+  p95 by 5-15 % at utilisation 0.3-0.6; the exact form is used wherever it applies.
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from statistics import NormalDist
+
+import numpy as np
+from numpy.typing import NDArray
 
 _POINTS = 400  # quantile points that represent a service-time distribution
 
@@ -146,6 +154,8 @@ class StationEstimate:
         if not self.stable:
             return math.inf
         own = service or self.service
+        if self.servers == 1 and self.arrival_scv == 1.0 and self.arrival_rate > 0:
+            return mg1_sojourn_quantile(self.arrival_rate, self.service, q, own)
         points = own.points()
         if self.p_wait <= 0 or self.mean_wait_s <= 0:
             return own.quantile(q)
@@ -170,6 +180,55 @@ class StationEstimate:
             else:
                 hi = mid
         return hi
+
+
+def _grid_pmf(values: Sequence[float], dt: float, size: int) -> NDArray[np.float64]:
+    """Equally likely values as a probability mass function on the grid ``k * dt`` (values past the end clipped)."""
+    cells = np.minimum(np.rint(np.asarray(values) / dt).astype(np.int64), size - 1)
+    pmf: NDArray[np.float64] = np.bincount(cells, minlength=size).astype(np.float64)
+    return pmf / float(pmf.sum())
+
+
+def mg1_sojourn_pmf(
+    arrival_rate: float, service: ServiceTime, own: ServiceTime | None = None, cells_per_mean: int = 200
+) -> tuple[float, NDArray[np.float64]]:
+    """Grid step (s) and probability mass of the M/G/1 FIFO sojourn time ``W + S`` (Benes's form, by FFT).
+
+    ``W``'s transform is ``(1 - rho) / (1 - rho R(s))`` with ``R`` the residual service time's transform; the grid
+    reaches far enough that the mass it cuts off is negligible, and is padded so the cyclic FFT does not wrap.
+    """
+    own = own or service
+    rho = arrival_rate * service.mean_s
+    if not 0 <= rho < 1:
+        raise ValueError(f"an M/G/1 station needs utilisation < 1, got {rho:.3f}")
+    points = service.points()
+    own_points = own.points()
+    dt = service.mean_s / cells_per_mean
+    mean_residual = float(np.mean(np.square(points))) / (2 * service.mean_s)
+    # the wait's tail falls off about as exp(-t (1 - rho) / E[R]) (the heavy-traffic rate, the slowest one):
+    # 40 of those lengths leave a negligible mass past the grid (checked against simulation in the tests)
+    horizon = max(*points, *own_points) + 40 * mean_residual / max(1e-6, 1 - rho)
+    size = 1 << math.ceil(math.log2(2 * horizon / dt + 2))
+    if size > 1 << 22:  # near saturation: coarser cells rather than an unbounded grid
+        size = 1 << 22
+        dt = 2 * horizon / size
+    s_pmf = _grid_pmf(points, dt, size)
+    cdf = np.cumsum(s_pmf)
+    residual = np.concatenate(([1.0], 1.0 - cdf[:-1]))  # P(S > k dt), cell by cell
+    residual[size // 2 :] = 0.0  # only the first half is signal; the rest pads the cyclic convolution
+    residual /= residual.sum()
+    wait = (1 - rho) / (1 - rho * np.fft.rfft(residual))
+    sojourn = np.fft.irfft(wait * np.fft.rfft(_grid_pmf(own_points, dt, size)), size)
+    return dt, np.clip(sojourn, 0.0, None)
+
+
+def mg1_sojourn_quantile(
+    arrival_rate: float, service: ServiceTime, q: float = 0.95, own: ServiceTime | None = None
+) -> float:
+    """The exact M/G/1 sojourn-time quantile, seconds (``own``: one class's service when several share the server)."""
+    dt, pmf = mg1_sojourn_pmf(arrival_rate, service, own)
+    cdf = np.cumsum(pmf)
+    return float(np.searchsorted(cdf, q * cdf[-1]) * dt)
 
 
 def mixture(parts: Sequence[tuple[float, ServiceTime]]) -> ServiceTime:

@@ -6,7 +6,16 @@ import math
 
 import pytest
 
-from tessera.planner.capacity import ServiceTime, erlang_b, erlang_c, mixture, size_servers, station
+from tessera.planner.capacity import (
+    ServiceTime,
+    erlang_b,
+    erlang_c,
+    mg1_sojourn_pmf,
+    mg1_sojourn_quantile,
+    mixture,
+    size_servers,
+    station,
+)
 
 
 def _erlang_c_direct(c: int, a: float) -> float:
@@ -112,3 +121,47 @@ def test_sizing_meets_utilisation_and_latency() -> None:
 def test_sizing_flags_an_slo_no_server_count_can_meet() -> None:
     sized = size_servers(10.0, ServiceTime(2.0, 0.1), slo_s=1.0)
     assert not sized.meets_slo and sized.limited_by == "service time exceeds the SLO"
+
+
+def _simulated_sojourn_p95(lam: float, service: ServiceTime, arrivals: int = 200_000) -> float:
+    """Lindley's recursion over seeded Poisson arrivals: an independent check of the transform method."""
+    import random
+
+    rng = random.Random(5)
+    points = service.points()
+    wait, sojourns = 0.0, []
+    previous = 0.0
+    for _ in range(arrivals):
+        s = rng.choice(points)
+        sojourns.append(wait + s)
+        gap = rng.expovariate(lam)
+        wait = max(0.0, wait + s - gap)
+        previous += gap
+    sojourns.sort()
+    return sojourns[int(0.95 * len(sojourns))]
+
+
+@pytest.mark.parametrize(("lam", "scv"), [(5.0, 0.0), (12.0, 0.1), (18.0, 0.5)])
+def test_mg1_quantile_matches_a_simulation(lam: float, scv: float) -> None:
+    service = ServiceTime(0.04, scv)
+    assert mg1_sojourn_quantile(lam, service) == pytest.approx(_simulated_sojourn_p95(lam, service), rel=0.04)
+
+
+def test_mg1_mean_is_pollaczek_khinchine_and_tail_is_lighter_than_exponential() -> None:
+    service, lam = ServiceTime(0.04, 0.1), 12.5
+    dt, pmf = mg1_sojourn_pmf(lam, service)
+    mean = float((pmf * range(len(pmf))).sum()) * dt
+    second = service.mean_s**2 * (1 + service.scv)
+    assert mean == pytest.approx(service.mean_s + lam * second / (2 * (1 - lam * service.mean_s)), rel=0.01)
+    est = station(lam, 1, service, arrival_scv=1.0)
+    assert est.sojourn_quantile(0.95) == pytest.approx(mg1_sojourn_quantile(lam, service))
+    # the exponential-tail approximation (what c > 1 uses) overstates this low-variability p95
+    approx = station(lam, 1, service, arrival_scv=1.0 - 1e-9).sojourn_quantile(0.95)
+    assert approx > est.sojourn_quantile(0.95) * 1.05
+
+
+def test_mg1_class_with_longer_service_waits_the_same_but_takes_longer() -> None:
+    shared, long = ServiceTime(0.02, 0.1), ServiceTime(0.06, 0.1)
+    assert mg1_sojourn_quantile(20.0, shared, own=long) > mg1_sojourn_quantile(20.0, shared) + 0.03
+    with pytest.raises(ValueError, match="utilisation"):
+        mg1_sojourn_pmf(60.0, shared)
