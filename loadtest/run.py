@@ -277,6 +277,15 @@ def cpu_profile(scenarios: dict[str, Any], overhead: dict[str, Any]) -> dict[str
                 "value": 0.0,
                 "source": "included in gateway_ms_per_speech_s (measured at the load test's participant count)",
             }
+    mon = scenarios.get("monitoring")
+    if mon and mon.get("requests"):
+        stages = ("monitoring", "monitoring.detector", "monitoring.fusion")
+        cpu = sum(mon["cpu_s_by_process"].get(p, 0.0) for p in stages)
+        costs["monitoring_ms_per_frame"] = {
+            "value": cpu * 1000 / mon["requests"],
+            "source": f"measured by make loadtest {stamp}: gateway, detector and fusion workers' CPU per ingested "
+            "frame (JPEG decode, publish, fusion; the detector model itself runs in Triton)",
+        }
     return {"generated": stamp, "models": models, "cpu_costs": costs}
 
 

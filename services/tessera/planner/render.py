@@ -76,9 +76,13 @@ def sources(plan: Plan) -> str:
 def markdown(plan: Plan, workload_name: str = "") -> str:
     return (
         f"# Capacity plan{f': {workload_name}' if workload_name else ''}\n\n"
-        "Each pool is an M/G/c station (Erlang C with the Allen-Cunneen correction); servers are devices x streams "
-        "per device; sized to the fewest devices that keep utilisation under the pool's cap and every model's p95 "
-        "under its SLO.\n\n" + table(plan) + "\n\n## Cost profiles used\n\n" + sources(plan) + "\n"
+        "Each pool is an M/G/c station (Erlang C with the Allen-Cunneen correction; one server with Poisson arrivals "
+        "is exact M/G/1); servers are devices x streams per device; sized to the fewest devices that keep "
+        "utilisation under the pool's cap and every model's p95 under its SLO.\n\n"
+        + table(plan)
+        + "\n\n## Cost profiles used\n\n"
+        + sources(plan)
+        + "\n"
     )
 
 
