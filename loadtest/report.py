@@ -279,8 +279,9 @@ def markdown(summary: Mapping[str, Any], checks: Sequence[Check] | None = None) 
             f"**planner_p95_rel_error {summary.get('planner_p95_rel_error', math.nan):.3f}** (worst |error| over every "
             "point of every station; goal 0.25). The right-hand columns re-run the same M/G/c with the service time "
             "recovered from each point's own run: their worst |error|, "
-            f"{same_worst:.3f}, is the queueing model's alone; the difference is the profile's (service time that "
-            "changes with load on these CPU models).",
+            f"{same_worst:.3f}, is mostly the queueing model's; the difference is the profile's (service time that "
+            "changes with load on these CPU models). Under heavier load Triton batches queued requests, which the "
+            "recursion (one request at a time) cannot see, so those columns are a diagnostic, not a second goal.",
             "",
         ]
     if checks is not None:
