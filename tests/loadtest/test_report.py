@@ -43,9 +43,17 @@ def test_summary_counts_errors_by_status_and_uses_scheduled_latency() -> None:
     assert level["latency_ms"]["max"] == pytest.approx(50.0) and level["service_ms"]["max"] == pytest.approx(49.0)
 
 
-def _summary(p50: float = 10.0, p99: float = 40.0, rps: float = 100.0, errors: float = 0.0) -> dict[str, Any]:
+def _summary(
+    p50: float = 10.0,
+    p99: float = 40.0,
+    rps: float = 100.0,
+    errors: float = 0.0,
+    p90: float = 12.0,
+    requests: int = 2000,
+) -> dict[str, Any]:
     level = summarize_run(_run([p50] * 98 + [p99] * 2), "closed c=2")
-    level["latency_ms"]["p50"], level["latency_ms"]["p99"] = p50, p99
+    level["latency_ms"]["p50"], level["latency_ms"]["p90"], level["latency_ms"]["p99"] = p50, p90, p99
+    level["requests"] = requests
     level["throughput_rps"], level["error_rate"] = rps, errors
     return {"overhead_p50_ms": 0.5, "scenarios": {"keyframes": {"levels": [level]}}}
 
@@ -68,6 +76,19 @@ def test_identical_runs_do_not_regress() -> None:
 def test_a_regression_past_the_threshold_is_flagged(current: dict[str, Any], metric: str) -> None:
     bad = [c.metric for c in compare(current, _summary(), threshold=0.5) if c.regressed]
     assert bad == [metric]
+
+
+def test_the_tail_checked_is_the_one_the_sample_count_supports() -> None:
+    few = compare(_summary(p99=400.0, requests=300), _summary(requests=300))
+    assert not any(c.regressed for c in few)  # a p99 of 300 samples is not checked ...
+    assert "keyframes/closed c=2 latency p90" in {c.metric for c in few}
+    slow = compare(_summary(p90=40.0, requests=300), _summary(requests=300))
+    assert [c.metric for c in slow if c.regressed] == ["keyframes/closed c=2 latency p90"]  # ... its p90 is
+    opened = _summary(p90=40.0, p99=400.0)
+    opened["scenarios"]["keyframes"]["levels"][0]["mode"] = "open"
+    base = _summary()
+    base["scenarios"]["keyframes"]["levels"][0]["mode"] = "open"
+    assert not any(c.regressed for c in compare(opened, base))  # open-loop tails are reported, not gated
 
 
 def test_small_absolute_changes_and_improvements_pass() -> None:
