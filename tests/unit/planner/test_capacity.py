@@ -130,13 +130,11 @@ def _simulated_sojourn_p95(lam: float, service: ServiceTime, arrivals: int = 200
     rng = random.Random(5)
     points = service.points()
     wait, sojourns = 0.0, []
-    previous = 0.0
     for _ in range(arrivals):
         s = rng.choice(points)
         sojourns.append(wait + s)
         gap = rng.expovariate(lam)
         wait = max(0.0, wait + s - gap)
-        previous += gap
     sojourns.sort()
     return sojourns[int(0.95 * len(sojourns))]
 
