@@ -2,40 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
-import grpc
-
-from tessera.common.v1 import common_pb2
 from tessera.keyframes import longvideo
+from tessera.keyframes.client import KeyframesClient
 from tessera.keyframes.v1 import keyframes_pb2 as pb
-from tessera.keyframes.v1 import keyframes_pb2_grpc as pb_grpc
 
 
 def run(address: str, build_dir: Path, minutes: float = 10.0, k: int = 16) -> None:
+    asyncio.run(_run(address, build_dir, minutes, k))
+
+
+async def _run(address: str, build_dir: Path, minutes: float, k: int) -> None:
     media = build_dir / "media"
     spec = longvideo.generate(media / "demo", [minutes], opencv_data=media / "opencv-doc", seed=3)[0]
     question = spec.questions[0]
-    scenes = [
-        pb.Scene(segments=[common_pb2.TimeRange(start_ms=int(a * 1000), end_ms=int(b * 1000)) for a, b in segs])
-        for segs in question.scenes
-    ]
+    scenes = [[(int(a * 1000), int(b * 1000)) for a, b in segs] for segs in question.scenes]
     print(f"video  {spec.path} ({spec.duration_s / 60:.0f} min, {len(spec.timeline)} scenes)")
     print(f"query  {question.question!r}  ground truth: {len(scenes)} scenes")
-    with grpc.insecure_channel(address) as channel:
-        stub = pb_grpc.KeyframeServiceStub(channel)
+    async with KeyframesClient.connect(address, timeout_s=600) as client:
         for strategy in (pb.STRATEGY_FOCUS, pb.STRATEGY_EXHAUSTIVE_TOP_K, pb.STRATEGY_UNIFORM):
             began = time.perf_counter()
-            reply = stub.SelectKeyframes(
-                pb.SelectKeyframesRequest(
-                    video=common_pb2.MediaSource(uri=spec.path), query=question.question, k=k, strategy=strategy
-                ),
-                timeout=600,
-            )
+            reply = await client.select(spec.path, question.question, k, strategy=strategy)
             wall = time.perf_counter() - began
             stamps = [f.timestamp_ms for f in reply.frames]
-            score = stub.EvaluateSelection(pb.EvaluateSelectionRequest(timestamps_ms=stamps, scenes=scenes))
+            score = await client.evaluate(stamps, scenes, timeout_s=30)
             name = pb.Strategy.Name(strategy).removeprefix("STRATEGY_").lower()
             print(
                 f"\n{name}: {wall:.2f} s, scored {reply.stats.frames_scored}/{reply.stats.frames_sampled} frames "
