@@ -1,14 +1,17 @@
 """Run one capability as a process: settings, logs, tracing, its dependencies, the server, drain on SIGTERM.
 
 A capability provides ``async def create(settings) -> Capability``; ``tessera serve <name>`` finds it in
-``tessera.<name>.api`` and hands it to ``run``. Nothing here knows any capability.
+``tessera.<name>.api`` and hands it to ``run``; a cascade's ``tessera.<name>.workers.STAGES`` names its stage workers.
+Nothing here knows any capability: ``discover`` lists them from the package itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib
+import importlib.util
 import logging
+import pkgutil
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -67,6 +70,34 @@ def serving_when_models_ready(
 
 
 CapabilityFactory = Callable[[config.ServerSettings], Awaitable[Capability]]
+
+
+def capabilities() -> list[str]:
+    """Every subpackage of ``tessera`` with an ``api`` module, in name order: the capabilities there are to serve."""
+    import tessera
+
+    found = []
+    for info in pkgutil.iter_modules(tessera.__path__):
+        if info.ispkg and importlib.util.find_spec(f"tessera.{info.name}.api") is not None:
+            found.append(info.name)
+    return sorted(found)
+
+
+def stages_of(capability: str) -> list[str]:
+    """The stage workers of ``capability``'s cascade (``workers.STAGES``), none when it has no workers module."""
+    if importlib.util.find_spec(f"tessera.{capability}.workers") is None:
+        return []
+    module = importlib.import_module(f"tessera.{capability}.workers")
+    return list(getattr(module, "STAGES", {}))
+
+
+def discover() -> list[str]:
+    """What a full local stack runs: each capability's service, then its stage workers as ``<capability>.<stage>``."""
+    names: list[str] = []
+    for capability in capabilities():
+        names.append(capability)
+        names.extend(f"{capability}.{stage}" for stage in stages_of(capability))
+    return names
 
 
 def factory_for(name: str) -> CapabilityFactory:

@@ -24,6 +24,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tessera.runtime import model_repository
+from tessera.runtime.service import discover
 from tessera.runtime.config import split_list
 from tessera.runtime.processes import (
     ManagedProcess,
@@ -44,20 +45,8 @@ class StackSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TESSERA_STACK_", extra="ignore")
 
     build_dir: Path = Path("build")
-    # "<capability>" runs its gRPC service, "<capability>.<stage>" one of its cascade's workers.
-    services: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: [
-            "keyframes",
-            "translation",
-            "translation.asr",
-            "translation.mt",
-            "translation.tts",
-            "monitoring",
-            "monitoring.detector",
-            "monitoring.audio",
-            "monitoring.fusion",
-        ]
-    )
+    # "<capability>" runs its gRPC service, "<capability>.<stage>" one of its cascade's workers; all by default.
+    services: Annotated[list[str], NoDecode] = Field(default_factory=discover)
     base_port: int = Field(50051, ge=0, le=65000, description="service i listens on base_port + i; 0 picks free ports")
     nats_port: int = Field(4222, ge=0)
     triton_grpc_port: int = Field(8001, ge=0)
