@@ -4,6 +4,7 @@ real grpc.aio server whose servicer answers with scripted status codes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -124,6 +125,8 @@ class ScriptedKeyframes(pb_grpc.KeyframeServiceServicer):
         self.always: grpc.StatusCode | None = None
         self.fail_after_progress: grpc.StatusCode | None = None
         self.delay_s = 0.0
+        self.hold_after_progress_s = 0.0
+        self.cancelled = asyncio.Event()
         self.calls = 0
 
     async def _next(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
@@ -148,6 +151,11 @@ class ScriptedKeyframes(pb_grpc.KeyframeServiceServicer):
         yield pb.StreamSelectKeyframesResponse(progress=pb.Progress(phase="coarse", frames_scored=1))
         if self.fail_after_progress is not None:
             await context.abort(self.fail_after_progress, "scripted, mid-stream")
+        try:
+            await asyncio.sleep(self.hold_after_progress_s)
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
         yield pb.StreamSelectKeyframesResponse(result=pb.SelectKeyframesResponse(frames=[pb.SelectedFrame()]))
 
     async def EvaluateSelection(
@@ -243,3 +251,14 @@ async def test_nothing_listening_is_unavailable_after_the_retries() -> None:
         with pytest.raises(KeyframesError) as caught:
             await client.evaluate([1000], SCENES, timeout_s=10)
     assert caught.value.code == grpc.StatusCode.UNAVAILABLE and caught.value.attempts == FAST.attempts
+
+
+async def test_a_reader_that_stops_early_cancels_the_stream(scripted: tuple[ScriptedKeyframes, str]) -> None:
+    servicer, address = scripted
+    servicer.hold_after_progress_s = 60.0
+    async with KeyframesClient.connect(address, retry=FAST) as client:
+        async with contextlib.aclosing(client.stream_select("clip.mp4", "a cat", 1, timeout_s=120)) as events:
+            async for event in events:
+                assert isinstance(event, pb.Progress)
+                break
+        await asyncio.wait_for(servicer.cancelled.wait(), 10)

@@ -12,10 +12,11 @@ request being served when the client is used inside a Tessera handler (``tessera
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -241,11 +242,13 @@ class KeyframesClient:
         request = selection_request(video, query, k, strategy=strategy, sampling_fps=sampling_fps, focus=focus)
         if on_progress is None:
             return await self._unary("SelectKeyframes", self.stub.SelectKeyframes, request, timeout_s)
-        async for event in self._stream(request, timeout_s):
-            if isinstance(event, pb.Progress):
-                on_progress(event)
-            else:
-                return event
+        # aclosing: leaving at the result must end the stream's call now, not when the generator is collected.
+        async with contextlib.aclosing(self._stream(request, timeout_s)) as events:
+            async for event in events:
+                if isinstance(event, pb.Progress):
+                    on_progress(event)
+                else:
+                    return event
         raise AssertionError("unreachable: the stream ends with its result or raises")
 
     async def stream_select(
@@ -258,15 +261,16 @@ class KeyframesClient:
         sampling_fps: float = 0.0,
         focus: pb.FocusOptions | None = None,
         timeout_s: float | None = None,
-    ) -> AsyncIterator[pb.Progress | pb.SelectKeyframesResponse]:
+    ) -> AsyncGenerator[pb.Progress | pb.SelectKeyframesResponse, None]:
         """``Progress`` events, then the ``SelectKeyframesResponse`` as the last item.
 
         UNAVAILABLE is retried only before the first event arrives: a retry after that would replay progress the
         caller has already seen.
         """
         request = selection_request(video, query, k, strategy=strategy, sampling_fps=sampling_fps, focus=focus)
-        async for event in self._stream(request, timeout_s):
-            yield event
+        async with contextlib.aclosing(self._stream(request, timeout_s)) as events:
+            async for event in events:
+                yield event
 
     async def evaluate(
         self, timestamps_ms: Iterable[int], scenes: Iterable[SceneInput], *, timeout_s: float | None = None
@@ -310,7 +314,7 @@ class KeyframesClient:
 
     async def _stream(
         self, request: pb.SelectKeyframesRequest, timeout_s: float | None
-    ) -> AsyncIterator[pb.Progress | pb.SelectKeyframesResponse]:
+    ) -> AsyncGenerator[pb.Progress | pb.SelectKeyframesResponse, None]:
         method = "StreamSelectKeyframes"
         deadline = self._deadline(timeout_s)
         attempt = 0
