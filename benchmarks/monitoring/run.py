@@ -323,7 +323,7 @@ async def streams(
             # wall time now minus the frame's capture wall time (camera clock + stream time, same offset)
             lags[detections.room_id].append(time.time() * 1000 - detections.accepted_unix_ms)
 
-    sub = await cascade.subscribe(bus, f"{cascade.PREFIX}.*.detections.frame", on_detection)
+    sub = await bus.watch(f"{cascade.PREFIX}.*.detections.frame", on_detection)
     pids = stack.pids()
     cpu_before, wall_before, load_before = cpu_seconds(pids), time.monotonic(), os.getloadavg()[0]
     try:

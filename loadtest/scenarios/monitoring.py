@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from nats.aio.msg import Msg
 
 from loadtest.stack import Target
 from tessera.common.v1 import common_pb2
@@ -34,7 +33,7 @@ from tessera.monitoring.v1 import cascade_pb2 as msg
 from tessera.monitoring.v1 import monitoring_pb2 as pb
 from tessera.monitoring.v1 import monitoring_pb2_grpc as pb_grpc
 from tessera.monitoring.vision import encode_jpeg
-from tessera.runtime.bus import Bus
+from tessera.runtime.bus import Bus, Received
 
 ROOT = Path(__file__).resolve().parents[2]
 VIDEO = ROOT / "build" / "media" / "opencv-doc" / "vtest.avi"
@@ -100,7 +99,7 @@ class MonitoringScenario:
         if not self.target.nats_url:
             raise RuntimeError("the monitoring scenario needs the stack's NATS URL (a stack this run started)")
         self.bus = await Bus.connect(self.target.nats_url, "loadtest-monitoring")
-        self.sub = await cascade.subscribe(self.bus, f"{cascade.PREFIX}.*.detections.frame", self._on_detections)
+        self.sub = await self.bus.watch(f"{cascade.PREFIX}.*.detections.frame", self._on_detections)
         self.channel = grpc.aio.insecure_channel(self.target.address("monitoring"))
         self.stub = pb_grpc.MonitoringServiceStub(self.channel)
         rules = convert.rules_to_proto(scenarios.reference_rules())
@@ -113,7 +112,7 @@ class MonitoringScenario:
         for _ in self.rigs:  # one frame per camera, answered, before any measurement (model warm-up)
             await self.once(time.perf_counter())
 
-    async def _on_detections(self, message: Msg) -> None:
+    async def _on_detections(self, message: Received) -> None:
         detections = msg.FrameDetections.FromString(message.data)
         future = self.waiting.pop((detections.room_id, detections.timestamp_ms), None)
         if future is not None and not future.done():

@@ -273,7 +273,7 @@ async def test_a_burst_is_shed_oldest_first_and_audio_is_never_shed(
         if len(detected) >= expected:
             all_back.set()
 
-    sub = await cascade.subscribe(bus, cascade.subject("atrium", "detections.frame"), on_detection)
+    sub = await bus.watch(cascade.subject("atrium", "detections.frame"), on_detection)
     try:
         items = client.clip_items(path, fps=10.0)  # 70 frames and 7 s of audio, all at once
         reply = await client.ingest(stub, "atrium", items, speed=0)

@@ -4,6 +4,7 @@ dead-lettering, de-duplication, concurrency and graceful stop, reconnects, and c
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import sys
 import time
@@ -32,8 +33,10 @@ from tessera.runtime.bus import (
     ConsumerSpec,
     Delivery,
     PermanentError,
+    Received,
     StreamSpec,
     Worker,
+    bus_errors,
     derived_msg_id,
 )
 from tessera.runtime.errors import Unavailable
@@ -535,3 +538,85 @@ async def test_ensure_is_idempotent_and_reports_conflicts(bus: Bus) -> None:
         await bus.publish(f"tessera.test.{topic.tid}.nowhere", b"x", msg_id="lost-1", timeout_s=1.0)
     with pytest.raises(ValueError):
         await bus.publish(topic.in_subject, b"x", msg_id="")
+
+
+async def test_watch_from_each_start_point_and_read_recent(bus: Bus) -> None:
+    topic = Topic()
+    await topic.provision(bus)
+    for i in range(5):
+        await bus.publish(topic.in_subject, f"m{i}".encode(), msg_id=f"{topic.tid}-m{i}", headers={"k": str(i)})
+
+    async def collect(**start: object) -> list[Received]:
+        seen: list[Received] = []
+
+        async def on(message: Received) -> None:
+            seen.append(message)
+
+        sub = await bus.watch(topic.in_subject, on, **start)  # type: ignore[arg-type]
+        try:
+            if start:
+                await eventually(lambda: _true(len(seen) >= 5 - int(start.get("after_sequence", 0) or 0)), "caught up")
+            else:
+                await asyncio.sleep(0.3)
+                await bus.publish(topic.in_subject, b"new", msg_id=f"{topic.tid}-new")
+                await eventually(lambda: _true(bool(seen)), "a new message arrives")
+        finally:
+            await sub.unsubscribe()
+            await sub.unsubscribe()  # idempotent
+        return seen
+
+    everything = await collect(replay_all=True)
+    assert [m.data for m in everything[:5]] == [f"m{i}".encode() for i in range(5)]
+    assert [m.stream_seq for m in everything[:5]] == [1, 2, 3, 4, 5]
+    assert everything[2].headers["k"] == "2" and everything[2].subject == topic.in_subject
+    assert everything[0].stored_at is not None
+    assert [m.data for m in await collect(after_sequence=3)][:2] == [b"m3", b"m4"]
+    assert [m.data for m in await collect()] == [b"new"], "the default is new messages only"
+    recent = await bus.read_recent(topic.in_subject, everything[0].stored_at - dt.timedelta(seconds=1))
+    assert [m.data for m in recent] == [*(f"m{i}".encode() for i in range(5)), b"new"]
+    with pytest.raises(BusRejected, match="subscribe to") as caught:
+        await bus.watch(f"tessera.test.{topic.tid}.nowhere", _ignore)
+    assert caught.value.reason == "NOT_FOUND"
+
+
+async def test_key_value_table(bus: Bus) -> None:
+    table = await bus.key_value(f"TEST_KV_{uuid.uuid4().hex[:8]}")
+    assert await table.keys() == [], "an empty bucket has no keys (nats-py's NoKeysError is not an error here)"
+    assert await table.get("absent") is None
+    assert await table.put("room-1", b"one") >= 1
+    await table.put("room-2", b"two")
+    assert await table.get("room-1") == b"one"
+    assert sorted(await table.keys()) == ["room-1", "room-2"]
+    await table.delete("room-1")
+    assert await table.get("room-1") is None, "a deleted key reads as absent"
+    assert await table.keys() == ["room-2"]
+    with pytest.raises(BusRejected) as caught:
+        await table.get("../x y")
+    assert caught.value.reason == "INVALID_KEY", "a key the store refuses is not 'the bus is down'"
+
+
+async def test_bus_errors_map_refusals_and_silence() -> None:
+    import nats.errors
+    import nats.js.errors
+
+    with pytest.raises(BusUnavailable, match="doing x"), bus_errors("doing x"):
+        raise nats.errors.TimeoutError
+    with pytest.raises(BusUnavailable), bus_errors("doing x"):
+        raise nats.errors.ConnectionClosedError
+    with pytest.raises(BusRejected, match="no JetStream stream") as no_stream, bus_errors("doing x"):
+        raise nats.js.errors.NoStreamResponseError
+    assert no_stream.value.reason == "NO_STREAM"
+    with pytest.raises(BusRejected, match="limit hit"), bus_errors("doing x"):
+        raise nats.js.errors.APIError(description="limit hit")
+    with pytest.raises(ValueError), bus_errors("doing x"):
+        raise ValueError("not a bus failure: passes through")
+
+
+def _true(value: bool) -> Awaitable[bool]:
+    future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+    future.set_result(value)
+    return future
+
+
+async def _ignore(message: Received) -> None:
+    return None

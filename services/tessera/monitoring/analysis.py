@@ -4,7 +4,7 @@ The same steps serve AnalyzeClip (models on Triton), the training script and the
 frames are sampled on a fixed grid, audio is cut into the windows a live stream would get, every frame and every
 audio window is an evaluation point at the time it becomes available (a frame at its timestamp, a window at its
 end), and each point is decided on the context aligned at that time (``evidence.context_at``), exactly as the
-streaming fusion worker does. ``Models`` is the seam: ``TritonModels`` in the service, ``LocalModels`` offline.
+streaming fusion worker does. ``Models`` is the seam: ``contracts.MonitoringModels`` on Triton, ``LocalModels`` offline.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from prometheus_client import Counter, Histogram
 
 from tessera.monitoring import audio as audio_lib
 from tessera.monitoring import cascade, convert
-from tessera.monitoring.analysis import boxes_from_rows
+from tessera.monitoring.contracts import MonitoringModels
 from tessera.monitoring.evidence import RoomEvidence, tokens
 from tessera.monitoring.fusion import Cooldown, Policy, decide
 from tessera.monitoring.rules import RoomRules, RuleError
@@ -34,9 +34,9 @@ from tessera.monitoring.settings import MonitoringSettings
 from tessera.monitoring.shedding import is_stale
 from tessera.monitoring.v1 import cascade_pb2 as msg
 from tessera.monitoring.v1 import monitoring_pb2 as pb
-from tessera.monitoring.vision import ImageError, decode_image, fit, frame_stats
+from tessera.monitoring.vision import ImageError, decode_image, frame_stats
 from tessera.runtime import config
-from tessera.runtime.bus import Bus, Delivery, PermanentError, derived_msg_id
+from tessera.runtime.bus import Bus, Delivery, KeyValueTable, PermanentError, derived_msg_id
 from tessera.runtime.config import ServerSettings
 from tessera.runtime.errors import InvalidArgument, Unavailable
 from tessera.runtime.inference import TritonClient
@@ -66,14 +66,7 @@ def _triton(settings: ServerSettings) -> TritonClient:
 async def detector_stage(settings: ServerSettings, bus: Bus) -> StageWorker:
     own = config.load(MonitoringSettings)
     triton = _triton(settings)
-    state: dict[str, object] = {}
-
-    async def contract() -> tuple[list[str], int]:
-        if "labels" not in state:
-            spec = await triton.contract("object_detector")
-            state["labels"] = spec.parameters.get("classes", "").split("|")
-            state["size"] = int(spec.parameters.get("input_px", "320"))
-        return state["labels"], state["size"]  # type: ignore[return-value]
+    models = MonitoringModels(triton)
 
     async def handle(delivery: Delivery) -> None:
         frame = msg.FrameMessage.FromString(delivery.data)
@@ -91,22 +84,19 @@ async def detector_stage(settings: ServerSettings, bus: Bus) -> StageWorker:
             out.shed = True
             await bus.publish(out_subject, out.SerializeToString(), msg_id=out_id)
             return
-        labels, size = await contract()
+        await models.ensure_loaded()
         began = time.perf_counter()
         try:
-            rgb = await asyncio.to_thread(decode_image, frame.image, size)
+            rgb = await asyncio.to_thread(decode_image, frame.image, models.input_px)
         except ImageError as exc:
             out.shed = True  # the credit comes back to the gateway; the frame goes to the dead-letter subject
             await bus.publish(out_subject, out.SerializeToString(), msg_id=out_id)
             raise PermanentError(f"frame {frame.room_id}/{frame.seq}: {exc}") from exc
         mean, std, detail = frame_stats(rgb)
         try:
-            result = await triton.infer("object_detector", {"IMAGES": fit(rgb, size)[None]})
+            (boxes,) = await models.detect([rgb])
         except InvalidArgument as exc:
             raise PermanentError(str(exc)) from exc
-        boxes = boxes_from_rows(
-            result["BOXES"][0], result["SCORES"][0], result["CLASSES"][0], int(result["COUNT"][0][0]), labels
-        )
         out.detections.extend(convert.box_to_proto(b) for b in boxes)
         out.stats.CopyFrom(msg.FrameStats(luma_mean=mean, luma_std=std, detail_energy=detail))
         out.detect_ms = (time.perf_counter() - began) * 1000
@@ -126,6 +116,7 @@ async def detector_stage(settings: ServerSettings, bus: Bus) -> StageWorker:
 async def audio_stage(settings: ServerSettings, bus: Bus) -> StageWorker:
     own = config.load(MonitoringSettings)
     triton = _triton(settings)
+    models = MonitoringModels(triton)
 
     async def handle(delivery: Delivery) -> None:
         window = msg.AudioWindowMessage.FromString(delivery.data)
@@ -136,7 +127,7 @@ async def audio_stage(settings: ServerSettings, bus: Bus) -> StageWorker:
         row = np.zeros(audio_lib.WINDOW_SAMPLES, np.float32)
         row[: min(len(samples), audio_lib.WINDOW_SAMPLES)] = samples[: audio_lib.WINDOW_SAMPLES]
         try:
-            result = await triton.infer("audio_events", {"WAVEFORM": row[None]})
+            scores, embeddings = await models.sounds(row[None])
         except InvalidArgument as exc:
             raise PermanentError(str(exc)) from exc
         out = msg.AudioEvents(
@@ -144,8 +135,8 @@ async def audio_stage(settings: ServerSettings, bus: Bus) -> StageWorker:
             seq=window.seq,
             start_ms=window.start_ms,
             end_ms=window.end_ms,
-            scores_f16=convert.f16(result["SCORES"][0]),
-            embedding_f16=convert.f16(result["EMBEDDINGS"][0]),
+            scores_f16=convert.f16(scores[0]),
+            embedding_f16=convert.f16(embeddings[0]),
             loudness_dbfs=audio_lib.loudness_dbfs(row),
             centroid_hz=audio_lib.spectral_centroid(row),
             stream_start_unix_ms=window.stream_start_unix_ms,
@@ -201,16 +192,16 @@ class FusionStage:
         self.own = own
         self.bus = bus
         self.triton = triton
+        self.models = MonitoringModels(triton)
         self.rooms: dict[str, RoomState] = {}
-        self.kv: object | None = None
-        self.labels: list[str] = []
+        self.kv: KeyValueTable | None = None
 
     async def _rules(self, room_id: str, state: RoomState) -> RoomRules | None:
         if state.rules is not None and time.monotonic() - state.rules_at < self.RULES_TTL_S:
             return state.rules
         if self.kv is None:
             self.kv = await cascade.rooms(self.bus)
-        raw = await cascade.get_room(self.kv, room_id)
+        raw = await self.kv.get(room_id)
         state.rules_at = time.monotonic()
         if raw is None:
             state.rules = None
@@ -227,15 +218,15 @@ class FusionStage:
         """Rebuild what a previous incarnation knew: recent evidence and the cooldown of recent alerts."""
         now = dt.datetime.now(dt.UTC)
         horizon_s = RoomEvidence().keep_ms / 1000.0
-        for message in await cascade.read_recent(
-            self.bus, cascade.subject(room_id, "detections.*"), now - dt.timedelta(seconds=horizon_s)
+        for message in await self.bus.read_recent(
+            cascade.subject(room_id, "detections.*"), now - dt.timedelta(seconds=horizon_s)
         ):
             self._absorb(message.subject, message.data, state)
         rules = await self._rules(room_id, state)
         cooldown_s = (rules.cooldown_ms if rules else 10_000) / 1000.0 + 5.0
         past = []
-        for message in await cascade.read_recent(
-            self.bus, cascade.subject(room_id, "alerts"), now - dt.timedelta(seconds=cooldown_s)
+        for message in await self.bus.read_recent(
+            cascade.subject(room_id, "alerts"), now - dt.timedelta(seconds=cooldown_s)
         ):
             alert = pb.Alert.FromString(message.data)
             past.append((convert.fired_rules(alert), alert.event_unix_ms))
@@ -259,19 +250,17 @@ class FusionStage:
 
     async def _score(self, visual: np.ndarray, audio: np.ndarray) -> float | None:  # type: ignore[type-arg]
         try:
-            out = await self.triton.infer("av_fusion", {"VISUAL": visual[None], "AUDIO": audio[None]})
+            scores = await self.models.fuse(visual[None], audio[None])
         except Unavailable:
             log.warning("av_fusion unavailable: deciding on rules alone (sound rules fail open)")
             return None
-        return float(out["SCORE"].reshape(-1)[0])
+        return float(scores[0])
 
     async def handle(self, delivery: Delivery) -> None:
         room_id = cascade.room_of(delivery.subject)
         state = self.rooms.setdefault(room_id, RoomState())
         async with state.lock:
-            if not self.labels:
-                spec = await self.triton.contract("audio_events")
-                self.labels = spec.parameters.get("classes", "").split("|")
+            await self.models.ensure_loaded()
             if not state.hydrated:
                 await self._hydrate(room_id, state)
             absorbed = self._absorb(delivery.subject, delivery.data, state)
@@ -289,7 +278,7 @@ class FusionStage:
                 context=context,
                 wall_clock_ms=stream_start + at_ms,
                 model_score=score,
-                labels=self.labels,
+                labels=self.models.sound_labels,
                 cooldown=state.cooldown,
             )
             if decision is None:

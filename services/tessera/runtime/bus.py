@@ -5,17 +5,21 @@ Services declare their streams and consumers as specs and ``Bus.ensure`` them at
 ``Worker`` runs a handler per message with explicit acks, delayed naks for retries and a dead-letter subject for
 messages that keep failing. Delivery is at-least-once; a handler whose output publish uses
 ``derived_msg_id(delivery.msg_id, stage)`` makes its effect happen once even when its input is redelivered.
+Gateways ``watch`` subjects (from a chosen point of the stream), ``read_recent`` history and keep tables in a
+``key_value`` bucket. This is the only module that imports nats-py: every failure leaves it as ``BusUnavailable``
+(the bus is down or did not answer in time) or ``BusRejected`` (it answered no), mapped in one place, ``bus_errors``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import hashlib
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
@@ -69,6 +73,107 @@ class BusRejected(FailedPrecondition):
 
 class PermanentError(Exception):
     """Raised by a handler for a message that can never succeed: it goes to the dead-letter subject at once."""
+
+
+@contextlib.contextmanager
+def bus_errors(what: str) -> Iterator[None]:
+    """The one translation of nats-py failures: a refusal is ``BusRejected``, silence or a lost link
+    ``BusUnavailable``. ``what`` says what was being done, for the message."""
+    try:
+        yield
+    except (BusRejected, BusUnavailable):
+        raise
+    except nats.js.errors.NoStreamResponseError as error:
+        raise BusRejected(f"{what}: no JetStream stream captures the subject", reason="NO_STREAM") from error
+    except nats.js.errors.NotFoundError as error:
+        raise BusRejected(f"{what}: {error.description or 'not found'}", reason="NOT_FOUND") from error
+    except nats.js.errors.APIError as error:
+        raise BusRejected(f"{what}: {error.description or error}") from error
+    except (nats.js.errors.InvalidKeyError, nats.js.errors.InvalidBucketNameError) as error:
+        # The caller's input, not the bus: refused before anything was sent.
+        raise BusRejected(f"{what}: {type(error).__name__}", reason="INVALID_KEY") from error
+    except (TimeoutError, OSError, nats.errors.Error) as error:
+        raise BusUnavailable(f"{what}: {error or type(error).__name__}") from error
+
+
+@dataclass(frozen=True)
+class Received:
+    """A message seen on a watched subject or in a history read, in the bus's own terms (no nats-py types)."""
+
+    subject: str
+    data: bytes
+    headers: Mapping[str, str]
+    stream_seq: int  # position in its stream (0 for a message that came from no stream)
+    stored_at: dt.datetime | None  # when the stream stored it (UTC)
+
+    @classmethod
+    def of(cls, msg: Msg) -> Received:
+        seq, stored = 0, None
+        with contextlib.suppress(nats.errors.NotJSMessageError, AttributeError, TypeError):
+            meta = msg.metadata
+            seq, stored = int(meta.sequence.stream), meta.timestamp
+        return cls(msg.subject, msg.data, dict(msg.headers or {}), seq, stored)
+
+
+OnMessage = Callable[[Received], Awaitable[None]]
+
+
+class Subscription:
+    """A watch started by ``Bus.watch``; ``unsubscribe`` ends it (idempotent, never raises)."""
+
+    def __init__(self, sub: Any, subject: str) -> None:
+        self._sub = sub
+        self.subject = subject
+        self._done = False
+
+    async def pending(self) -> int:
+        """Messages delivered plus those the server still had to deliver when it started: what a catch-up awaits."""
+        with bus_errors(f"consumer info of {self.subject!r}"):
+            info = await self._sub.consumer_info()
+        return int(info.num_pending or 0) + int(info.delivered.consumer_seq or 0)
+
+    async def unsubscribe(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        with contextlib.suppress(Exception):
+            await self._sub.unsubscribe()
+
+
+class KeyValueTable:
+    """A JetStream key-value bucket of byte values: what services share as a table that survives restarts."""
+
+    def __init__(self, kv: Any, bucket: str) -> None:
+        self._kv = kv
+        self.bucket = bucket
+
+    async def get(self, key: str) -> bytes | None:
+        """The value, or None when the key is absent or deleted."""
+        with bus_errors(f"{self.bucket} get"):
+            try:
+                entry = await self._kv.get(key)
+            except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
+                return None
+        value: bytes | None = entry.value
+        return value or None
+
+    async def put(self, key: str, value: bytes) -> int:
+        """Store ``value``; returns the revision."""
+        with bus_errors(f"{self.bucket} put"):
+            return int(await self._kv.put(key, value))
+
+    async def delete(self, key: str) -> None:
+        with bus_errors(f"{self.bucket} delete"):
+            await self._kv.delete(key)
+
+    async def keys(self) -> list[str]:
+        """Every live key (none for an empty bucket)."""
+        with bus_errors(f"{self.bucket} keys"):
+            try:
+                found: list[str] = await self._kv.keys()
+            except nats.js.errors.NoKeysError:
+                return []
+        return found
 
 
 @dataclass(frozen=True)
@@ -253,16 +358,12 @@ class Bus:
 
     async def ensure(self, spec: StreamSpec | ConsumerSpec) -> None:
         """Create the stream or consumer, or update it to match the spec; a no-op when it already matches."""
-        try:
+        with bus_errors(f"cannot ensure {_describe(spec)}"):
             if isinstance(spec, StreamSpec):
                 await self._ensure_stream(spec)
             else:
                 # CONSUMER.CREATE without an action is create-or-update on the server.
                 await self._js.add_consumer(spec.stream, config=spec.to_config())
-        except nats.js.errors.APIError as error:
-            raise BusRejected(f"cannot ensure {_describe(spec)}: {error.description or error}") from error
-        except (TimeoutError, nats.errors.Error) as error:
-            raise BusUnavailable(f"cannot ensure {_describe(spec)}: {error or type(error).__name__}") from error
 
     async def _ensure_stream(self, spec: StreamSpec) -> None:
         try:
@@ -273,12 +374,8 @@ class Bus:
             await self._js.update_stream(spec.to_config())
 
     async def stream_info(self, name: str, subjects_filter: str | None = None) -> api.StreamInfo:
-        try:
+        with bus_errors(f"stream {name}"):
             return await self._js.stream_info(name, subjects_filter=subjects_filter)
-        except nats.js.errors.APIError as error:
-            raise BusRejected(f"stream {name}: {error.description or error}") from error
-        except (TimeoutError, nats.errors.Error) as error:
-            raise BusUnavailable(f"stream {name}: {error or type(error).__name__}") from error
 
     async def publish(
         self,
@@ -307,30 +404,70 @@ class Bus:
         ) as span:
             all_headers = inject_headers(dict(headers or {}))
             all_headers[MSG_ID_HEADER] = msg_id
-            try:
+            with bus_errors(f"publish to {subject!r} (PubAck within {timeout_s:g} s)"):
                 ack = await self._js.publish(subject, data, timeout=timeout_s, headers=all_headers)
-            except nats.js.errors.NoStreamResponseError as error:
-                raise BusRejected(f"no JetStream stream captures subject {subject!r}", reason="NO_STREAM") from error
-            except nats.js.errors.APIError as error:
-                raise BusRejected(f"publish to {subject!r} refused: {error.description or error}") from error
-            except (TimeoutError, nats.errors.Error) as error:
-                raise BusUnavailable(
-                    f"publish to {subject!r}: no PubAck within {timeout_s:g} s ({error or type(error).__name__})"
-                ) from error
             span.set_attribute("messaging.nats.duplicate", bool(ack.duplicate))
             return ack
 
-    async def watch(self, subject: str, callback: Callable[[Msg], Awaitable[None]]) -> Any:
-        """An ephemeral, ordered push subscription to new messages on ``subject`` (for gateways fanning results
-        out to their own clients). nats-py recreates it after gaps and reconnects; returns the subscription."""
+    async def watch(
+        self,
+        subject: str,
+        callback: OnMessage,
+        *,
+        after_sequence: int | None = None,
+        since: dt.datetime | None = None,
+        replay_all: bool = False,
+    ) -> Subscription:
+        """An ephemeral, ordered push subscription to ``subject`` (for gateways fanning results out to their own
+        clients): new messages by default, else everything, everything after a stream sequence, or since a time.
+        nats-py recreates it after gaps and reconnects."""
+        config = api.ConsumerConfig()
+        if replay_all:
+            config.deliver_policy = api.DeliverPolicy.ALL
+        elif after_sequence is not None:
+            config.deliver_policy = api.DeliverPolicy.BY_START_SEQUENCE
+            config.opt_start_seq = after_sequence + 1
+        elif since is not None:
+            config.deliver_policy = api.DeliverPolicy.BY_START_TIME
+            config.opt_start_time = since
+        else:
+            config.deliver_policy = api.DeliverPolicy.NEW
+
+        async def deliver(msg: Msg) -> None:
+            await callback(Received.of(msg))
+
+        with bus_errors(f"subscribe to {subject!r}"):
+            sub = await self._js.subscribe(subject, cb=deliver, ordered_consumer=True, config=config)
+        return Subscription(sub, subject)
+
+    async def read_recent(self, subject: str, since: dt.datetime, timeout_s: float = 3.0) -> list[Received]:
+        """Messages on ``subject`` stored since ``since``: a bounded catch-up read (state rebuilt after a restart).
+        Returns as many as the server reported when the read started, or what arrived within ``timeout_s``."""
+        found: list[Received] = []
+        arrived = asyncio.Event()
+
+        async def collect(message: Received) -> None:
+            found.append(message)
+            arrived.set()
+
+        sub = await self.watch(subject, collect, since=since)
         try:
-            return await self._js.subscribe(
-                subject, cb=callback, ordered_consumer=True, deliver_policy=api.DeliverPolicy.NEW
-            )
-        except nats.js.errors.NotFoundError as error:
-            raise BusRejected(f"no JetStream stream captures subject {subject!r}", reason="NO_STREAM") from error
-        except (TimeoutError, nats.errors.Error) as error:
-            raise BusUnavailable(f"subscribe to {subject!r}: {error or type(error).__name__}") from error
+            target = await sub.pending()
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout_s
+            while len(found) < target and loop.time() < deadline:
+                arrived.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(arrived.wait(), max(0.01, deadline - loop.time()))
+        finally:
+            await sub.unsubscribe()
+        return found
+
+    async def key_value(self, bucket: str, *, history: int = 1) -> KeyValueTable:
+        """The key-value bucket ``bucket``, created on first use."""
+        with bus_errors(f"key-value bucket {bucket}"):
+            kv = await self._js.create_key_value(bucket=bucket, history=history)
+        return KeyValueTable(kv, bucket)
 
 
 class Delivery:

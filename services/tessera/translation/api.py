@@ -18,13 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
-from nats.aio.msg import Msg
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tessera.common.v1 import common_pb2
 from tessera.runtime import config
-from tessera.runtime.bus import Bus, BusUnavailable
+from tessera.runtime.bus import Bus, BusUnavailable, Received, Subscription
 from tessera.runtime.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
 from tessera.runtime.inference import TritonClient
 from tessera.runtime.server import ServiceRegistration, TesseraServer
@@ -116,7 +115,7 @@ class ConferenceServicer(pb_grpc.ConferenceServiceServicer):
         self.rooms: dict[str, Room] = {}
         self.support = LanguageSupport(frozenset(), frozenset(), frozenset())
         self._tasks: list[asyncio.Future[Any]] = []
-        self._subscriptions: list[Any] = []
+        self._subscriptions: list[Subscription] = []
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     async def start(self, server: TesseraServer) -> None:
@@ -382,7 +381,7 @@ class ConferenceServicer(pb_grpc.ConferenceServiceServicer):
                     listener.queue.put(event)
 
     # -- results from the cascade ----------------------------------------------------------------------------
-    async def _on_result(self, message: Msg) -> None:
+    async def _on_result(self, message: Received) -> None:
         parts = message.subject.split(".")
         if len(parts) < 4:
             return
