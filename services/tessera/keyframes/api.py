@@ -19,6 +19,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tessera.keyframes import kfs_metrics, pipeline
+from tessera.keyframes.baselines import check_k
 from tessera.keyframes.focus import FocusParams
 from tessera.keyframes.frame_source import ThumbnailCache, VideoFrameSource
 from tessera.keyframes.v1 import keyframes_pb2 as pb
@@ -181,10 +182,12 @@ class KeyframeServicer(pb_grpc.KeyframeServiceServicer):
                 f"video lasts {info.duration_s:.0f} s, limit {self.own.max_duration_s:.0f} s", field="video"
             )
         candidates = max(1, int(info.duration_s * parsed.fps))
-        if parsed.k > candidates:
+        try:
+            check_k(candidates, parsed.k)
+        except ValueError:
             raise InvalidArgument(
                 f"k={parsed.k} exceeds the {candidates} frames sampled at {parsed.fps} fps", field="k"
-            )
+            ) from None
         probe_ms = (time.perf_counter() - began) * 1000
         source = VideoFrameSource(parsed.video, parsed.video_key, parsed.fps, self.own.thumbnail_max_side, self.cache)
         try:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-__all__ = ["safe_gap", "top_k_indices", "uniform_indices"]
+__all__ = ["check_k", "safe_gap", "top_k_indices", "uniform_indices"]
 
 
-def _check_k(num_candidates: int, k: int) -> None:
+def check_k(num_candidates: int, k: int) -> None:
+    """The one rule on ``k`` every selector keeps: 1 <= k <= the candidates there are (ValueError naming it)."""
     if num_candidates <= 0:
         raise ValueError(f"num_candidates: must be positive, got {num_candidates}")
     if k <= 0 or k > num_candidates:
@@ -28,7 +29,7 @@ def safe_gap(num_candidates: int, k: int, min_gap: int) -> int:
 
 def uniform_indices(num_candidates: int, k: int) -> list[int]:
     """Centres of ``k`` equal bins over ``0..num_candidates-1`` (distinct because each bin is >= 1 wide)."""
-    _check_k(num_candidates, k)
+    check_k(num_candidates, k)
     # Integer form of floor((i + 0.5) * n / k), so no float rounding can merge neighbours.
     return [((2 * i + 1) * num_candidates) // (2 * k) for i in range(k)]
 
@@ -40,7 +41,7 @@ def top_k_indices(scores: Sequence[float], k: int, min_gap: int = 0) -> list[int
     earlier pick. If fewer than ``k`` frames fit that way, the pass is redone with :func:`safe_gap`.
     """
     n = len(scores)
-    _check_k(n, k)
+    check_k(n, k)
     if min_gap < 0:
         raise ValueError(f"min_gap: must be >= 0, got {min_gap}")
     if any(math.isnan(float(s)) for s in scores):

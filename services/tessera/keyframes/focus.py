@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from tessera.keyframes.baselines import safe_gap
+from tessera.keyframes.baselines import check_k, safe_gap
 
 __all__ = ["FocusParams", "FocusSearch", "adaptive_min_gap_s", "ucb"]
 
@@ -252,12 +252,9 @@ class FocusSearch:
     """
 
     def __init__(self, num_candidates: int, fps: float, k: int, params: FocusParams) -> None:
-        if num_candidates <= 0:
-            raise ValueError(f"num_candidates: must be positive, got {num_candidates}")
+        check_k(num_candidates, k)
         if not (math.isfinite(fps) and fps > 0):
             raise ValueError(f"fps: must be positive and finite, got {fps}")
-        if k <= 0 or k > num_candidates:
-            raise ValueError(f"k: must be in 1..{num_candidates}, got {k}")
         params.validate()
         self._n = int(num_candidates)
         self._fps = float(fps)

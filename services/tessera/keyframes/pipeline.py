@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from tessera.keyframes.baselines import top_k_indices, uniform_indices
+from tessera.keyframes.baselines import check_k, top_k_indices, uniform_indices
 from tessera.keyframes.focus import FocusParams, FocusSearch
 
 
@@ -110,8 +110,7 @@ async def select(
     batch_size: int = 32,
     progress: ProgressCallback | None = None,
 ) -> Selection:
-    if not 1 <= k <= num_candidates:
-        raise ValueError(f"k must be in [1, {num_candidates}], got {k}")
+    check_k(num_candidates, k)  # before any frame is scored
     run = _Run(source, scorer, num_candidates, query, batch_size, progress)
     if strategy is Strategy.UNIFORM:
         chosen = uniform_indices(num_candidates, k)

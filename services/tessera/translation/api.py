@@ -24,12 +24,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from tessera.common.v1 import common_pb2
 from tessera.runtime import config
 from tessera.runtime.bus import Bus, BusUnavailable, Received, Subscription
-from tessera.runtime.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
+from tessera.runtime.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, Unavailable
 from tessera.runtime.inference import TritonClient
 from tessera.runtime.server import ServiceRegistration, TesseraServer
 from tessera.runtime.service import Capability
 from tessera.translation import cascade
-from tessera.translation.audio import AudioError, decode_chunk
+from tessera.translation.audio import ASR_RATE, AudioError, decode_chunk
 from tessera.translation.conference import Conference, JoinRefused, Participant, State
 from tessera.translation.delivery import ListenerQueue, SegmentOrder
 from tessera.translation.floor import Notice, NoticeKind
@@ -288,7 +288,7 @@ class ConferenceServicer(pb_grpc.ConferenceServiceServicer):
                     await self._on_text(room, listener, event.text.text)
                 else:
                     raise InvalidArgument("already joined; send floor requests, audio or text", field="join")
-            except (InvalidArgument, _Refused) as exc:
+            except (InvalidArgument, FailedPrecondition) as exc:
                 listener.queue.put(_error(exc))
             except BusUnavailable as exc:
                 listener.queue.put(
@@ -302,9 +302,11 @@ class ConferenceServicer(pb_grpc.ConferenceServiceServicer):
     async def _on_audio(self, room: Room, listener: Listener, chunk: common_pb2.AudioChunk) -> None:
         pid, language = listener.participant.participant_id, listener.participant.language
         if not room.conference.floor.may_speak(pid):
-            raise _Refused("you do not hold the floor: send request_floor and wait for GRANTED; audio dropped", "audio")
+            raise FailedPrecondition(
+                "you do not hold the floor: send request_floor and wait for GRANTED; audio dropped", field="audio"
+            )
         if not self.support.can_speak(language):
-            raise _Refused(f"no speech recognition for {language!r}; send text instead", "audio")
+            raise FailedPrecondition(f"no speech recognition for {language!r}; send text instead", field="audio")
         try:
             samples = decode_chunk(chunk.data, _ENCODINGS.get(chunk.encoding, ""), chunk.sample_rate_hz, chunk.channels)
         except AudioError as exc:
@@ -337,7 +339,7 @@ class ConferenceServicer(pb_grpc.ConferenceServiceServicer):
             return
         plan = room.conference.plan_segment(speaker)
         room.plan(plan.seq, plan.targets, self.own.gap_timeout_s)
-        rate = 16000
+        rate = ASR_RATE  # the segmenter's output
         audio = msg.SegmentAudio(
             conference_id=room.conference.conference_id,
             segment_id=plan.segment_id,
@@ -382,15 +384,14 @@ class ConferenceServicer(pb_grpc.ConferenceServiceServicer):
 
     # -- results from the cascade ----------------------------------------------------------------------------
     async def _on_result(self, message: Received) -> None:
-        parts = message.subject.split(".")
-        if len(parts) < 4:
+        parts = cascade.parse_subject(message.subject)
+        if parts is None:
             return
-        room = self.rooms.get(parts[2])
+        room = self.rooms.get(parts.conference_id)
         if room is None:
             return  # a conference of another gateway replica
-        stage = parts[3]
+        stage, language = parts.stage, parts.language
         try:
-            language = parts[4] if len(parts) == 5 else ""
             order = room.orders.get((stage, language))
             if order is None:
                 return  # not a stream this gateway planned
@@ -452,7 +453,7 @@ class ConferenceServicer(pb_grpc.ConferenceServiceServicer):
         listeners = self._listeners(room, speech.seq, speech.language)
         if not listeners:
             return
-        rate = speech.sample_rate_hz or 16000
+        rate = speech.sample_rate_hz or ASR_RATE
         step = max(2, rate * self.own.speech_chunk_ms // 1000 * 2)
         pcm = speech.pcm16
         pieces = [pcm[i : i + step] for i in range(0, len(pcm), step)] or [b""]
@@ -509,17 +510,9 @@ class ConferenceServicer(pb_grpc.ConferenceServiceServicer):
                     del room.plans[seq]
 
 
-class _Refused(Exception):
-    """A client event refused with FAILED_PRECONDITION; the stream goes on."""
-
-    def __init__(self, message: str, field: str) -> None:
-        super().__init__(message)
-        self.field = field
-
-
-def _error(exc: InvalidArgument | _Refused) -> pb.ServerEvent:
-    code = grpc.StatusCode.FAILED_PRECONDITION if isinstance(exc, _Refused) else grpc.StatusCode.INVALID_ARGUMENT
-    return pb.ServerEvent(error=pb.ErrorEvent(code=code.value[0], message=str(exc), field=exc.field or ""))
+def _error(exc: InvalidArgument | FailedPrecondition) -> pb.ServerEvent:
+    """A refused client event, reported in the stream (which goes on) rather than ending it."""
+    return pb.ServerEvent(error=pb.ErrorEvent(code=exc.code.value[0], message=exc.message, field=exc.field or ""))
 
 
 async def create(settings: config.ServerSettings) -> Capability:

@@ -8,6 +8,8 @@ tessera.translation.<conference>.speech.<lang> TTS -> gateway       (SegmentSpee
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from tessera.runtime.bus import ConsumerSpec, StreamSpec
 from tessera.runtime.inference import TritonClient
 from tessera.translation.languages import LanguageSupport
@@ -20,6 +22,28 @@ MODELS = ("asr", "mt", "tts")
 
 def subject(conference_id: str, stage: str) -> str:
     return f"{PREFIX}.{conference_id}.{stage}"
+
+
+@dataclass(frozen=True)
+class SubjectParts:
+    """A cascade subject taken apart: ``language`` is empty for the language-less stages (audio, transcript)."""
+
+    conference_id: str
+    stage: str
+    language: str = ""
+
+
+def parse_subject(name: str) -> SubjectParts | None:
+    """The parts of ``tessera.translation.<conference>.<stage>[.<lang>]``; None for anything else."""
+    prefix = f"{PREFIX}."
+    if not name.startswith(prefix):
+        return None
+    parts = name[len(prefix) :].split(".")
+    if len(parts) == 2 and all(parts):
+        return SubjectParts(parts[0], parts[1])
+    if len(parts) == 3 and all(parts):
+        return SubjectParts(parts[0], parts[1], parts[2])
+    return None
 
 
 def consumer(stage: str, filter_subject: str, ack_wait_s: float = 15.0) -> ConsumerSpec:

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from tessera.translation.audio import ASR_RATE
+
 Detector = Callable[[NDArray[np.float32], int], list[tuple[int, int]]]
 
 
@@ -31,7 +33,7 @@ class Segmenter:
         self,
         detect: Detector,
         *,
-        sample_rate: int = 16000,
+        sample_rate: int = ASR_RATE,
         min_silence_ms: int = 500,
         max_segment_s: float = 15.0,
         min_speech_ms: int = 200,

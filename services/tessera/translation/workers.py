@@ -16,6 +16,7 @@ from tessera.runtime.errors import InvalidArgument
 from tessera.runtime.inference import TritonClient
 from tessera.runtime.service import StageWorker
 from tessera.translation import cascade
+from tessera.translation.audio import ASR_RATE
 from tessera.translation.v1 import cascade_pb2 as msg
 
 
@@ -118,7 +119,7 @@ async def tts_stage(settings: ServerSettings, bus: Bus) -> StageWorker:
             out = await triton.infer("tts", {"TEXT": _bytes(text.text), "LANGUAGE": _bytes(text.language)})
             pcm, rate = out["AUDIO"].astype(np.int16).tobytes(), int(out["SAMPLE_RATE"].reshape(-1)[0])
         else:
-            pcm, rate = b"", 16000  # nothing said: an empty clip keeps the segment sequence whole
+            pcm, rate = b"", ASR_RATE  # nothing said: an empty clip keeps the segment sequence whole
         times = msg.StageTimes()
         times.CopyFrom(text.times)
         times.tts_ms = (time.perf_counter() - began) * 1000
