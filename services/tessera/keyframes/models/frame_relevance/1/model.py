@@ -10,27 +10,27 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections import OrderedDict
 from pathlib import Path
 
 import cv2
 import numpy as np
-import triton_python_backend_utils as pb_utils
 
 from tessera.keyframes.relevance import class_confidence, class_weights, frame_scores
+from tessera.runtime.triton_python import ModelParameters, TritonModel, input_array, input_texts, model_threads
 
 HERE = Path(__file__).parent
 
 
-class TritonPythonModel:
+class TritonPythonModel(TritonModel):
+    name = "frame_relevance"
+
     def initialize(self, args: dict) -> None:
-        config = json.loads(args["model_config"])
-        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
-        self.input_px = int(params.get("detector_input_px", "320"))
-        self.temperature = float(params.get("class_temperature", "0.05"))
-        self.cache_entries = int(params.get("feature_cache_entries", "200000"))
-        cv2.setNumThreads(int(os.environ.get("TESSERA_MODEL_THREADS", "2")))
+        params = ModelParameters.from_args(args)
+        self.input_px = params.integer("detector_input_px", 320)
+        self.temperature = params.number("class_temperature", 0.05)
+        self.cache_entries = params.integer("feature_cache_entries", 200000)
+        cv2.setNumThreads(model_threads(2))
         self.net = cv2.dnn.readNetFromDarknet(
             str(HERE / "yolo" / "yolov3-tiny.cfg"), str(HERE / "yolo" / "yolov3-tiny.weights")
         )
@@ -78,25 +78,14 @@ class TritonPythonModel:
                 self.cache.popitem(last=False)
         return out
 
-    def execute(self, requests: list) -> list:
-        responses = []
-        for request in requests:
-            try:
-                frames = pb_utils.get_input_tensor_by_name(request, "FRAMES").as_numpy()
-                queries = pb_utils.get_input_tensor_by_name(request, "QUERY").as_numpy().reshape(-1)
-                params = json.loads(request.parameters() or "{}")
-                use_cache = str(params.get("feature_cache", True)).lower() not in ("false", "0")
-                confidence = self._confidences(np.ascontiguousarray(frames), use_cache)
-                scores = np.zeros(len(frames), dtype=np.float32)
-                texts = [q.decode("utf-8", "replace") if isinstance(q, bytes) else str(q) for q in queries]
-                for text in set(texts):
-                    rows = [i for i, t in enumerate(texts) if t == text]
-                    scores[rows] = frame_scores(confidence[rows], self._weights(text))
-                responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("SCORES", scores)]))
-            except (ValueError, TypeError) as exc:  # the request's fault: INVALID_ARGUMENT for the client
-                error = pb_utils.TritonError(f"frame_relevance: {exc}", pb_utils.TritonError.INVALID_ARG)
-                responses.append(pb_utils.InferenceResponse(error=error))
-            except Exception as exc:  # a failure must not take the model down; INTERNAL maps to UNAVAILABLE
-                error = pb_utils.TritonError(f"frame_relevance: {type(exc).__name__}: {exc}")
-                responses.append(pb_utils.InferenceResponse(error=error))
-        return responses
+    def infer(self, request: object) -> dict[str, np.ndarray]:
+        frames = input_array(request, "FRAMES")
+        texts = input_texts(request, "QUERY", errors="replace")
+        params = json.loads(request.parameters() or "{}")
+        use_cache = str(params.get("feature_cache", True)).lower() not in ("false", "0")
+        confidence = self._confidences(np.ascontiguousarray(frames), use_cache)
+        scores = np.zeros(len(frames), dtype=np.float32)
+        for text in set(texts):
+            rows = [i for i, t in enumerate(texts) if t == text]
+            scores[rows] = frame_scores(confidence[rows], self._weights(text))
+        return {"SCORES": scores}

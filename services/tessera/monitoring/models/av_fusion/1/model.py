@@ -8,42 +8,32 @@ Loaded with torch.load(weights_only=True): no pickle.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
-import triton_python_backend_utils as pb_utils
 
 from tessera.monitoring import fusion_net
+from tessera.runtime.triton_python import TritonModel, input_array, model_threads
 
 HERE = Path(__file__).parent
 
 
-class TritonPythonModel:
+class TritonPythonModel(TritonModel):
+    name = "av_fusion"
+
     def initialize(self, args: dict) -> None:
-        torch.set_num_threads(int(os.environ.get("TESSERA_MODEL_THREADS", "1")))
+        torch.set_num_threads(model_threads(1))
         provenance = json.loads((HERE / "av_fusion.json").read_text())
         self.net = fusion_net.load(str(HERE / "av_fusion.pt"), provenance["config"])
 
-    def execute(self, requests: list) -> list:
-        responses = []
-        for request in requests:
-            try:
-                visual = pb_utils.get_input_tensor_by_name(request, "VISUAL").as_numpy()
-                audio = pb_utils.get_input_tensor_by_name(request, "AUDIO").as_numpy()
-                if len(visual) != len(audio):
-                    raise ValueError("VISUAL and AUDIO must have the same batch size")
-                if not (np.all(np.isfinite(visual)) and np.all(np.isfinite(audio))):
-                    raise ValueError("tokens must be finite")
-                with torch.inference_mode():
-                    logits = self.net(torch.from_numpy(visual.copy()), torch.from_numpy(audio.copy()))
-                scores = torch.sigmoid(logits).numpy().astype(np.float32).reshape(-1, 1)
-                responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("SCORE", scores)]))
-            except (ValueError, TypeError) as exc:
-                error = pb_utils.TritonError(f"av_fusion: {exc}", pb_utils.TritonError.INVALID_ARG)
-                responses.append(pb_utils.InferenceResponse(error=error))
-            except Exception as exc:
-                error = pb_utils.TritonError(f"av_fusion: {type(exc).__name__}: {exc}")
-                responses.append(pb_utils.InferenceResponse(error=error))
-        return responses
+    def infer(self, request: object) -> dict[str, np.ndarray]:
+        visual = input_array(request, "VISUAL")
+        audio = input_array(request, "AUDIO")
+        if len(visual) != len(audio):
+            raise ValueError("VISUAL and AUDIO must have the same batch size")
+        if not (np.all(np.isfinite(visual)) and np.all(np.isfinite(audio))):
+            raise ValueError("tokens must be finite")
+        with torch.inference_mode():
+            logits = self.net(torch.from_numpy(visual.copy()), torch.from_numpy(audio.copy()))
+        return {"SCORE": torch.sigmoid(logits).numpy().astype(np.float32).reshape(-1, 1)}

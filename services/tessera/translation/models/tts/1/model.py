@@ -3,27 +3,24 @@
 from __future__ import annotations
 
 import io
-import json
 import subprocess
 import wave
 from pathlib import Path
 
 import numpy as np
-import triton_python_backend_utils as pb_utils
+
+from tessera.runtime.triton_python import ModelParameters, TritonModel, input_text
 
 HERE = Path(__file__).parent
 
 
-def _text(request: object, name: str) -> str:
-    value = pb_utils.get_input_tensor_by_name(request, name).as_numpy().reshape(-1)[0]
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+class TritonPythonModel(TritonModel):
+    name = "tts"
 
-
-class TritonPythonModel:
     def initialize(self, args: dict) -> None:
-        params = {k: v["string_value"] for k, v in json.loads(args["model_config"]).get("parameters", {}).items()}
-        self.languages = {x.strip() for x in params.get("languages", "").split(",") if x.strip()}
-        self.piper_languages = {x.strip() for x in params.get("piper_languages", "").split(",") if x.strip()}
+        params = ModelParameters.from_args(args)
+        self.languages = set(params.items("languages"))
+        self.piper_languages = set(params.items("piper_languages"))
         self.piper = None
         if self.piper_languages:
             from piper import PiperVoice
@@ -62,30 +59,14 @@ class TritonPythonModel:
         audio = np.concatenate([c.audio_int16_array for c in chunks]) if chunks else np.zeros(0, np.int16)
         return audio.astype(np.int16), rate
 
-    def execute(self, requests: list) -> list:
-        responses = []
-        for request in requests:
-            try:
-                text, language = _text(request, "TEXT").strip(), _text(request, "LANGUAGE")
-                if language not in self.languages:
-                    raise ValueError(f"language {language!r} not served; serves {sorted(self.languages)}")
-                if not text or len(text) > 5000:
-                    raise ValueError("TEXT must hold 1 to 5000 characters")
-                if language in self.piper_languages and self.piper is not None:
-                    audio, rate = self._piper(text)
-                else:
-                    audio, rate = self._espeak(text, language)
-                responses.append(
-                    pb_utils.InferenceResponse(
-                        [
-                            pb_utils.Tensor("AUDIO", audio),
-                            pb_utils.Tensor("SAMPLE_RATE", np.array([rate], dtype=np.int32)),
-                        ]
-                    )
-                )
-            except ValueError as exc:
-                error = pb_utils.TritonError(f"tts: {exc}", pb_utils.TritonError.INVALID_ARG)
-                responses.append(pb_utils.InferenceResponse(error=error))
-            except Exception as exc:
-                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(f"tts: {exc}")))
-        return responses
+    def infer(self, request: object) -> dict[str, np.ndarray]:
+        text, language = input_text(request, "TEXT").strip(), input_text(request, "LANGUAGE")
+        if language not in self.languages:
+            raise ValueError(f"language {language!r} not served; serves {sorted(self.languages)}")
+        if not text or len(text) > 5000:
+            raise ValueError("TEXT must hold 1 to 5000 characters")
+        if language in self.piper_languages and self.piper is not None:
+            audio, rate = self._piper(text)
+        else:
+            audio, rate = self._espeak(text, language)
+        return {"AUDIO": audio, "SAMPLE_RATE": np.array([rate], dtype=np.int32)}
