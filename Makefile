@@ -5,7 +5,7 @@ STAMP := $(VENV)/.tessera-installed
 OPENCV_DOC := build/media/opencv-doc
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install protos protos-check models media lint charts k8s test test-fast run up down demo bench-keyframes bench-inference bench-proxy bench-translation bench-monitoring loadtest plan clean
+.PHONY: install protos protos-check models media lint charts k8s test test-fast run up down demo bench-inference bench-proxy loadtest plan clean
 
 install: $(STAMP)
 $(STAMP): pyproject.toml scripts/install.sh
@@ -22,9 +22,9 @@ protos-check: install
 	    cmp -s $$tmp/$$f services/$$f || { echo "stale stub: services/$$f (run make protos)"; rm -rf $$tmp; exit 1; }; \
 	  done; rm -rf $$tmp; echo "protos: stubs up to date"
 
-# The fusion net is trained here from generated real-media scenes (seeded, ~1-2 min, skipped when current).
+# Every capability's own networks (tessera.<capability>.training: seeded, skipped when current), then the repository.
 models: install media
-	$(PY) -m tessera.monitoring.training --out build/trained
+	$(VENV)/bin/tessera models train --out build/trained
 	$(VENV)/bin/tessera models build
 
 media: $(OPENCV_DOC)/vtest.avi
@@ -62,20 +62,15 @@ down:
 demo:
 	$(VENV)/bin/tessera demo
 
-bench-keyframes: install models media
-	$(PY) benchmarks/keyframes/run.py
-
 bench-inference: install
 	$(PY) benchmarks/runtime/inference_overhead.py
 
 bench-proxy: install models media
 	$(PY) benchmarks/runtime/proxy_floor.py
 
-bench-monitoring: install models media
-	$(PY) benchmarks/monitoring/run.py
-
-bench-translation: install models
-	$(PY) benchmarks/translation/run.py
+# One target per capability benchmark: bench-<capability> runs benchmarks/<capability>/run.py.
+bench-%: install models media
+	$(PY) benchmarks/$*/run.py
 
 # Load tests on loopback (smoke profile, < 5 min, own stack on free ports); reports in loadtest/results/, then the plan.
 loadtest: install models media

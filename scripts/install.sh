@@ -2,7 +2,6 @@
 # Build the project venv from nothing: system packages, then pinned Python packages. Idempotent.
 set -euo pipefail
 venv=${VENV:-.venv}
-extras=${EXTRAS:-stack,keyframes,keyframes-models,translation,translation-models,monitoring,monitoring-models,bench,dev}
 
 need_apt=()
 command -v python3.11 >/dev/null || need_apt+=(python3.11 python3.11-venv)
@@ -20,6 +19,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 [ -x "$venv/bin/python" ] || python3.11 -m venv "$venv"
+# Every extra pyproject.toml declares (each capability's service and models, stack, bench, dev) unless EXTRAS says.
+extras=${EXTRAS:-$(python3.11 -c 'import tomllib; print(",".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]))')}
 pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
 "${pip[@]}" install --upgrade "pip>=24" 2>&1 | grep -v '^WARNING: Location' || true
 # The CPU build of torch first: asked for by name it comes from the local wheel, never the 3 GB CUDA build.

@@ -181,6 +181,24 @@ def models_build(
         typer.echo(f"{name}: {path}")
 
 
+@models_app.command("train")
+def models_train(
+    out: Annotated[Path, typer.Option(help="where trained weights go (each model in its own folder)")] = Path(
+        "build/trained"
+    ),
+    force: Annotated[bool, typer.Option(help="train even when the weights are up to date")] = False,
+) -> None:
+    """Train every capability's own models (``tessera.<capability>.training``); each skips what is up to date."""
+    from tessera.runtime.service import trainers
+
+    for capability in trainers():
+        module = importlib.import_module(f"tessera.{capability}.training")
+        argv = ["--out", str(out), *(["--force"] if force else [])]
+        code = int(module.main(argv) or 0)
+        if code:
+            _fail(f"{capability} training failed with exit code {code}")
+
+
 def _run_demos(state: Any) -> None:
     for name, address in state.services.items():
         try:

@@ -8,7 +8,6 @@ The service reports NOT_SERVING until its three Triton models (``contracts``) ar
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -28,7 +27,7 @@ from tessera.runtime.bus import Bus
 from tessera.runtime.errors import Unavailable
 from tessera.runtime.inference import TritonClient
 from tessera.runtime.server import ServiceRegistration, TesseraServer
-from tessera.runtime.service import Capability
+from tessera.runtime.service import Capability, serving_when_models_ready
 
 log = logging.getLogger("tessera.monitoring")
 SERVICE_NAME = "tessera.monitoring.v1.MonitoringService"
@@ -45,33 +44,18 @@ class MonitoringServicer(pb_grpc.MonitoringServiceServicer):
         self.ingest = LiveIngest(own, settings, bus, self.rooms)
         self.clips = ClipAnalysis(own, settings, self.models, self.rooms)
         self.ready = False
-        self._tasks: list[asyncio.Future[Any]] = []
 
     async def start(self, server: TesseraServer) -> None:
-        await server.set_serving(False, SERVICE_NAME)
-        await server.set_serving(False, "")
         await self.bus.ensure(cascade.WORK)
         await self.bus.ensure(cascade.ALERTS)
         await self.rooms.load()
         await self.ingest.start()
 
-        async def ready() -> None:
-            try:
-                await self.triton.wait_ready(list(MODELS), self.own.models_ready_timeout_s)
-                await self.models.load()
-            except Exception:
-                log.exception("monitoring models never became ready; staying NOT_SERVING")
-                return
-            self.ready = True
-            if not server.drained:
-                await server.set_serving(True, SERVICE_NAME)
-                await server.set_serving(True, "")
-
-        self._tasks.append(asyncio.ensure_future(ready()))
+    async def models_ready(self) -> None:
+        await self.models.load()
+        self.ready = True
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
         await self.ingest.close()
 
     def _require_ready(self) -> None:
@@ -128,6 +112,11 @@ async def create(settings: config.ServerSettings) -> Capability:
     return Capability(
         name="monitoring",
         services=[ServiceRegistration(SERVICE_NAME, pb_grpc.add_MonitoringServiceServicer_to_server, servicer)],
-        on_start=[servicer.start],
+        on_start=[
+            serving_when_models_ready(
+                triton, SERVICE_NAME, list(MODELS), own.models_ready_timeout_s, then=servicer.models_ready
+            ),
+            servicer.start,
+        ],
         on_close=[servicer.close, bus.close, triton.close],
     )

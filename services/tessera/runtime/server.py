@@ -189,6 +189,7 @@ class TesseraServer:
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     background: list[asyncio.Future[None]] = field(default_factory=list)
     unready: set[str] = field(default_factory=set)  # services still waiting for their dependencies
+    started: asyncio.Event = field(default_factory=asyncio.Event)  # every on_start hook has returned
     drained: bool = False
 
     async def set_serving(self, serving: bool, service: str = "") -> None:

@@ -42,9 +42,14 @@ class Capability:
 
 
 def serving_when_models_ready(
-    triton: TritonClient, service: str, models: list[str], timeout_s: float = 600.0
+    triton: TritonClient,
+    service: str,
+    models: list[str],
+    timeout_s: float = 600.0,
+    then: Callable[[], Awaitable[None]] | None = None,
 ) -> Callable[[TesseraServer], Awaitable[None]]:
-    """An on_start hook: the service reports NOT_SERVING until its Triton models are ready."""
+    """An on_start hook: the service reports NOT_SERVING until its Triton models are ready and ``then`` (reading
+    what the served models declare: labels, languages) has returned."""
 
     async def hook(server: TesseraServer) -> None:
         server.unready.add(service)
@@ -53,7 +58,10 @@ def serving_when_models_ready(
 
         async def wait() -> None:
             try:
+                await server.started.wait()  # the capability's own start (streams, subscriptions) comes first
                 await triton.wait_ready(models, timeout_s)
+                if then is not None:
+                    await then()
             except Exception:
                 log.exception("models %s never became ready; %s stays NOT_SERVING", models, service)
                 return
@@ -91,6 +99,11 @@ def stages_of(capability: str) -> list[str]:
     return list(getattr(module, "STAGES", {}))
 
 
+def trainers() -> list[str]:
+    """Capabilities that train a model of their own (``tessera.<capability>.training`` with ``main(argv)``)."""
+    return [c for c in capabilities() if importlib.util.find_spec(f"tessera.{c}.training") is not None]
+
+
 def discover() -> list[str]:
     """What a full local stack runs: each capability's service, then its stage workers as ``<capability>.<stage>``."""
     names: list[str] = []
@@ -114,6 +127,7 @@ async def start(name: str, settings: config.ServerSettings) -> tuple[Capability,
     server = await build_server(settings, capability.services)
     for hook in capability.on_start:
         await hook(server)
+    server.started.set()
     return capability, server
 
 

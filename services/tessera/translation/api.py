@@ -27,7 +27,7 @@ from tessera.runtime.bus import Bus, BusUnavailable, Received, Subscription
 from tessera.runtime.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, Unavailable
 from tessera.runtime.inference import TritonClient
 from tessera.runtime.server import ServiceRegistration, TesseraServer
-from tessera.runtime.service import Capability
+from tessera.runtime.service import Capability, serving_when_models_ready
 from tessera.translation import cascade
 from tessera.translation.audio import ASR_RATE, AudioError, decode_chunk
 from tessera.translation.conference import Conference, JoinRefused, Participant, State
@@ -119,26 +119,14 @@ class ConferenceServicer(pb_grpc.ConferenceServiceServicer):
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     async def start(self, server: TesseraServer) -> None:
-        await server.set_serving(False, SERVICE_NAME)
-        await server.set_serving(False, "")
         await self.bus.ensure(cascade.STREAM)
         for stage in ("transcript", "text.*", "speech.*"):
             self._subscriptions.append(await self.bus.watch(f"{cascade.PREFIX}.*.{stage}", self._on_result))
         self._tasks.append(asyncio.ensure_future(self._tick()))
 
-        async def ready() -> None:
-            try:
-                await self.triton.wait_ready(list(cascade.MODELS), self.own.models_ready_timeout_s)
-                self.support = await cascade.language_support(self.triton)
-            except Exception:
-                log.exception("translation models never became ready; staying NOT_SERVING")
-                return
-            log.info("languages: %s", self.support.participant_languages())
-            if not server.drained:
-                await server.set_serving(True, SERVICE_NAME)
-                await server.set_serving(True, "")
-
-        self._tasks.append(asyncio.ensure_future(ready()))
+    async def models_ready(self) -> None:
+        self.support = await cascade.language_support(self.triton)
+        log.info("languages: %s", self.support.participant_languages())
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -523,6 +511,11 @@ async def create(settings: config.ServerSettings) -> Capability:
     return Capability(
         name="translation",
         services=[ServiceRegistration(SERVICE_NAME, pb_grpc.add_ConferenceServiceServicer_to_server, servicer)],
-        on_start=[servicer.start],
+        on_start=[
+            serving_when_models_ready(
+                triton, SERVICE_NAME, list(cascade.MODELS), own.models_ready_timeout_s, then=servicer.models_ready
+            ),
+            servicer.start,
+        ],
         on_close=[bus.close, triton.close, servicer.close],
     )
