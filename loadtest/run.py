@@ -26,8 +26,9 @@ from typing import Any
 import yaml
 
 from loadtest import report, stack, traces
+from loadtest import scenarios as scenarios_lib
 from loadtest.engine import RunResult, closed_loop, open_loop
-from loadtest.scenarios import SCENARIOS, Scenario
+from loadtest.scenarios import Scenario
 from loadtest.scenarios.keyframes import MEDIA_DIR, OverheadProbe, scenario_video
 from loadtest.validate import fifo_service_times, validate
 
@@ -116,7 +117,10 @@ async def per_frame_cost(probe: OverheadProbe, calls: int = 6, frames: int = 4) 
 async def run_scenario(
     name: str, options: dict[str, Any], target: stack.Target, budget: Budget
 ) -> tuple[dict[str, Any], dict[str, list[RunResult]], Scenario]:
-    scenario = await SCENARIOS[name](target, options)
+    create = scenarios_lib.factory(name)
+    if create is None:
+        raise SystemExit(f"unknown scenario {name!r}; known: {scenarios_lib.known()}")
+    scenario = await create(target, options)
     began = time.perf_counter()
     await scenario.setup()
     setup_s = time.perf_counter() - began
@@ -337,8 +341,8 @@ async def main_async(args: argparse.Namespace, profile: dict[str, Any], quiet: d
                 flush=True,
             )
         for name, options in scen_opts.items():
-            if name not in SCENARIOS:
-                raise SystemExit(f"unknown scenario {name!r}; known: {sorted(SCENARIOS)}")
+            if scenarios_lib.factory(name) is None:
+                raise SystemExit(f"unknown scenario {name!r}; known: {scenarios_lib.known()}")
             try:
                 scenarios[name], runs[name], _ = await run_scenario(name, options, target, budget)
             except Exception as exc:  # one broken scenario must not cost the others' results

@@ -3,13 +3,16 @@
 1. write ``loadtest/scenarios/<name>.py`` with a class that has ``name``, ``async setup()``,
    ``async once(scheduled_s)`` (one unit of load, due at ``scheduled_s``; raise to count an error, return a
    detail object for the report), ``extras() -> dict`` and ``async close()``;
-2. register its factory in ``SCENARIOS`` below;
+2. end it with ``SCENARIO = <the class>`` (its ``create(target, options)`` is the factory): it is then discovered,
+   as every Triton model is as a model station;
 3. give it a section in ``loadtest/profiles/*.yaml`` (closed-loop concurrencies, open-loop load fractions,
    durations and caps) and, if it needs a service, name the service in the profile's ``services``.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -31,47 +34,33 @@ class Scenario(Protocol):
 ScenarioFactory = Callable[[Target, dict[str, Any]], Awaitable[Scenario]]
 
 
-def _keyframes(target: Target, options: dict[str, Any]) -> Awaitable[Scenario]:
-    from loadtest.scenarios.keyframes import KeyframesScenario
+def capability_scenarios() -> list[str]:
+    """The service scenarios there are: every module here but ``model`` (each ends with ``SCENARIO = <class>``)."""
+    import loadtest.scenarios as package
 
-    return KeyframesScenario.create(target, options)
-
-
-def _frame_relevance(target: Target, options: dict[str, Any]) -> Awaitable[Scenario]:
-    from loadtest.scenarios.model import ModelScenario
-
-    return ModelScenario.create(target, options, "frame_relevance")
+    return sorted(info.name for info in pkgutil.iter_modules(package.__path__) if info.name != "model")
 
 
-def _object_detector(target: Target, options: dict[str, Any]) -> Awaitable[Scenario]:
-    from loadtest.scenarios.model import ModelScenario
+def model_stations() -> list[str]:
+    """Every Triton model of every capability can be loaded alone, straight through tritonclient (a planner
+    station)."""
+    from tessera.runtime.model_repository import discover
 
-    return ModelScenario.create(target, options, "object_detector")
-
-
-def _translation(target: Target, options: dict[str, Any]) -> Awaitable[Scenario]:
-    from loadtest.scenarios.translation import ConferenceScenario
-
-    return ConferenceScenario.create(target, options)
+    return sorted(discover())
 
 
-def _monitoring(target: Target, options: dict[str, Any]) -> Awaitable[Scenario]:
-    from loadtest.scenarios.monitoring import MonitoringScenario
-
-    return MonitoringScenario.create(target, options)
+def known() -> list[str]:
+    return [*capability_scenarios(), *model_stations()]
 
 
-def _audio_events(target: Target, options: dict[str, Any]) -> Awaitable[Scenario]:
-    from loadtest.scenarios.model import ModelScenario
+def factory(name: str) -> ScenarioFactory | None:
+    """The scenario called ``name``: a service scenario module, else a model station; None when there is neither."""
+    if name in capability_scenarios():
+        scenario = importlib.import_module(f"loadtest.scenarios.{name}").SCENARIO
+        create: ScenarioFactory = scenario.create
+        return create
+    if name in model_stations():
+        from loadtest.scenarios.model import ModelScenario
 
-    return ModelScenario.create(target, options, "audio_events")
-
-
-SCENARIOS: dict[str, ScenarioFactory] = {
-    "keyframes": _keyframes,
-    "frame_relevance": _frame_relevance,  # the model alone, straight through tritonclient (planner validation)
-    "object_detector": _object_detector,  # monitoring's models alone (planner validation)
-    "audio_events": _audio_events,
-    "translation": _translation,
-    "monitoring": _monitoring,
-}
+        return lambda target, options: ModelScenario.create(target, options, name)
+    return None

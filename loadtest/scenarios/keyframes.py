@@ -235,3 +235,6 @@ class OverheadProbe:
             await self.triton.close()
         if self.runtime is not None:
             await self.runtime.close()
+
+
+SCENARIO = KeyframesScenario  # discovered by loadtest.scenarios.factory

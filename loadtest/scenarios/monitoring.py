@@ -174,3 +174,6 @@ class MonitoringScenario:
             await self.bus.close()
         if self.channel is not None:
             await self.channel.close()
+
+
+SCENARIO = MonitoringScenario  # discovered by loadtest.scenarios.factory

@@ -332,3 +332,6 @@ class ConferenceScenario:
                     await self.stub.EndConference(pb.EndConferenceRequest(conference_id=room.conference_id))
         if self.channel is not None:
             await self.channel.close()
+
+
+SCENARIO = ConferenceScenario  # discovered by loadtest.scenarios.factory
