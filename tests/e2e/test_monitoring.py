@@ -141,6 +141,40 @@ async def test_rooms_are_validated_field_by_field(stub: pb_grpc.MonitoringServic
     assert error.code() == grpc.StatusCode.NOT_FOUND
 
 
+HOSTILE_IDS = ["../x", "a b", "a\x00b", "*", ">", "50%", "café", "room\n", "x" * 100_000]
+
+
+async def test_hostile_room_ids_are_invalid_argument_on_every_rpc(stub: pb_grpc.MonitoringServiceStub) -> None:
+    """A room id the key-value store would refuse never reaches it: INVALID_ARGUMENT naming room_id, echo bounded."""
+    for room_id in HOSTILE_IDS:
+
+        async def one_frame(room: str = room_id) -> AsyncIterator[pb.IngestRequest]:
+            yield pb.IngestRequest(room_id=room)
+
+        calls = {
+            "CreateRoom": stub.CreateRoom(pb.CreateRoomRequest(room_id=room_id, rules=_rules())),
+            "GetRoom": stub.GetRoom(pb.GetRoomRequest(room_id=room_id)),
+            "UpdateRoom": stub.UpdateRoom(pb.UpdateRoomRequest(room_id=room_id, rules=_rules())),
+            "DeleteRoom": stub.DeleteRoom(pb.DeleteRoomRequest(room_id=room_id)),
+            "Ingest": stub.Ingest(one_frame()),
+            "StartFeed": stub.StartFeed(pb.StartFeedRequest(room_id=room_id, uri="vtest.avi")),
+            "StopFeed": stub.StopFeed(pb.StopFeedRequest(room_id=room_id)),
+            "AnalyzeClip": stub.AnalyzeClip(
+                pb.AnalyzeClipRequest(room_id=room_id, video=common_pb2.MediaSource(uri="vtest.avi"))
+            ),
+        }
+        for name, call in calls.items():
+            error = await _error(call)
+            assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, (name, room_id[:20], error.details())
+            assert "room_id" in field_violations(error), name
+            assert len(error.details() or "") < 200, "the id is echoed bounded"
+        watch = stub.Watch(pb.WatchRequest(room_id=room_id))
+        with pytest.raises(grpc.aio.AioRpcError) as watched:
+            async for _ in watch:
+                pass
+        assert watched.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
 async def test_analyze_clip_reports_the_injected_anomaly_with_its_evidence(
     stub: pb_grpc.MonitoringServiceStub, clips: dict[str, tuple[Scenario, Path]]
 ) -> None:

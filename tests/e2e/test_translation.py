@@ -172,6 +172,12 @@ async def test_join_errors(stub: pb_grpc.ConferenceServiceStub) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as bad_id:
         await stub.CreateConference(pb.CreateConferenceRequest(conference_id="Bad Id!"))
     assert "conference_id" in field_violations(bad_id.value)
+    for hostile in ("../x", "a\x00b", "*", "café", "x" * 100_000):
+        with pytest.raises(grpc.aio.AioRpcError) as unread:
+            await stub.GetConference(pb.GetConferenceRequest(conference_id=hostile))
+        assert unread.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "conference_id" in field_violations(unread.value)
+        assert len(unread.value.details() or "") < 200, "the id is echoed bounded"
 
 
 async def test_bad_audio_is_reported_and_the_stream_survives(stub: pb_grpc.ConferenceServiceStub) -> None:

@@ -125,6 +125,14 @@ async def test_auth_token_required() -> None:
             assert streaming.value.code() == grpc.StatusCode.UNAUTHENTICATED
             ok = await _echo_call(channel)(b"x", metadata=(("authorization", "Bearer s3cret"),))
             assert ok == b"x"
+            for twice in (
+                (("authorization", "Bearer wrong"), ("authorization", "Bearer s3cret")),
+                (("authorization", "Bearer s3cret"), ("authorization", "Bearer s3cret")),
+            ):
+                with pytest.raises(grpc.aio.AioRpcError) as doubled:
+                    await _echo_call(channel)(b"x", metadata=twice)
+                assert doubled.value.code() == grpc.StatusCode.UNAUTHENTICATED
+                assert "more than one authorization header" in (doubled.value.details() or "")
             # Probes stay open.
             reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
             assert reply.status == health_pb2.HealthCheckResponse.SERVING

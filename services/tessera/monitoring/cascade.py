@@ -13,13 +13,10 @@ MONITORING_ROOMS, so the gateway and the fusion worker share them and they survi
 
 from __future__ import annotations
 
-import re
-
 from tessera.monitoring import contracts
 from tessera.runtime.bus import Bus, ConsumerSpec, KeyValueTable, StreamSpec
 
 PREFIX = "tessera.monitoring"
-ROOM_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 WORK = StreamSpec(
     "MONITORING",
     (f"{PREFIX}.*.frames", f"{PREFIX}.*.audio", f"{PREFIX}.*.detections.*", f"{PREFIX}.*.dead.*"),

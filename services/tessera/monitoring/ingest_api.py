@@ -33,6 +33,7 @@ from tessera.monitoring.v1 import monitoring_pb2 as pb
 from tessera.monitoring.vision import ImageError, check_image, decode_image, encode_jpeg, raw_to_jpeg
 from tessera.runtime import config
 from tessera.runtime.bus import Bus, BusUnavailable, Received, Subscription
+from tessera.runtime.echo import shown
 from tessera.runtime.errors import FailedPrecondition, InvalidArgument, PermissionDenied, ResourceExhausted
 from tessera.runtime.media import resolve_media_path
 
@@ -138,7 +139,8 @@ class LiveIngest:
         live = self._live(room_id)
         if live.session is not None:
             raise FailedPrecondition(
-                f"room {room_id!r} already has a live stream (an Ingest call or a feed); one at a time", field=field
+                f"room {shown(room_id)} already has a live stream (an Ingest call or a feed); one at a time",
+                field=field,
             )
         if stream_start_unix_ms < 0:
             raise InvalidArgument("must be >= 0", field="stream_start_unix_ms")
@@ -327,7 +329,7 @@ class LiveIngest:
                 raise InvalidArgument("not a valid URI", field="uri")
             return uri
         raise PermissionDenied(
-            f"URI scheme {scheme!r} is not allowed (allowed: file, {', '.join(sorted(allowed))})", field="uri"
+            f"URI scheme {shown(scheme)} is not allowed (allowed: file, {', '.join(sorted(allowed))})", field="uri"
         )
 
     async def start_feed(self, request: pb.StartFeedRequest) -> pb.Feed:
@@ -397,6 +399,6 @@ class LiveIngest:
         room = await self.rooms.get(request.room_id)
         live = self.live.get(room.room_id)
         if live is None or live.feed is None:
-            raise FailedPrecondition(f"room {room.room_id!r} has no feed", field="room_id")
+            raise FailedPrecondition(f"room {shown(room.room_id)} has no feed", field="room_id")
         await self._stop_feed(live)
         return live.feed

@@ -12,7 +12,9 @@ from tessera.monitoring.rules import RoomRules, RuleError
 from tessera.monitoring.settings import MonitoringSettings
 from tessera.monitoring.v1 import monitoring_pb2 as pb
 from tessera.runtime.bus import Bus, KeyValueTable
+from tessera.runtime.echo import shown
 from tessera.runtime.errors import InvalidArgument, NotFound, ResourceExhausted
+from tessera.runtime.identifiers import check_id
 
 _DISPLAY_NAME_CHARS = 200
 
@@ -54,13 +56,12 @@ class Rooms:
             raise InvalidArgument(str(exc), field=exc.field) from None
 
     async def get(self, room_id: str, field: str = "room_id") -> pb.Room:
-        if not room_id:
-            raise InvalidArgument("must name a room", field=field)
+        check_id(room_id, field)
         room = self.cached.get(room_id)
         if room is None:
             raw = await self.kv.get(room_id)
             if raw is None:
-                raise NotFound(f"no room {room_id!r}", field=field)
+                raise NotFound(f"no room {shown(room_id)}", field=field)
             room = self.cached[room_id] = pb.Room.FromString(raw)
         return room
 
@@ -69,11 +70,9 @@ class Rooms:
         self.cached[room.room_id] = room
 
     async def create(self, request: pb.CreateRoomRequest) -> pb.Room:
-        room_id = request.room_id or uuid.uuid4().hex[:12]
-        if not cascade.ROOM_ID.match(room_id):
-            raise InvalidArgument("must match [a-z0-9][a-z0-9-]{0,63}", field="room_id")
+        room_id = check_id(request.room_id or uuid.uuid4().hex[:12], "room_id")
         if room_id in self.cached or await self.kv.get(room_id) is not None:
-            raise InvalidArgument(f"room {room_id!r} exists", field="room_id")
+            raise InvalidArgument(f"room {shown(room_id)} exists", field="room_id")
         if len(self.cached) >= self.own.max_rooms:
             raise ResourceExhausted(f"at most {self.own.max_rooms} rooms")
         rules = self.rules(request.rules)

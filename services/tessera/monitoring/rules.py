@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
+from tessera.runtime.echo import shown
+
 _ID = re.compile(r"^[a-z0-9_-]{1,64}$")
 MINUTES_PER_DAY = 1440
 DEFAULT_MIN_CONFIDENCE = 0.5
@@ -150,7 +152,7 @@ def _check_id(value: str, field_name: str, seen: set[str]) -> None:
     if not _ID.match(value):
         raise RuleError("must be 1-64 characters of [a-z0-9_-]", field_name)
     if value in seen:
-        raise RuleError(f"duplicate id {value!r} (rule and zone ids are unique within a room)", field_name)
+        raise RuleError(f"duplicate id {shown(value)} (rule and zone ids are unique within a room)", field_name)
     seen.add(value)
 
 
@@ -208,7 +210,7 @@ def make_object_rule(
         if not name:
             raise RuleError("must not be empty", f"{field_name}.classes[{i}]")
         if known_classes is not None and name not in known_classes:
-            raise RuleError(f"{name!r} is not a class of the object detector", f"{field_name}.classes[{i}]")
+            raise RuleError(f"{shown(name)} is not a class of the object detector", f"{field_name}.classes[{i}]")
     confidence = min_confidence or DEFAULT_MIN_CONFIDENCE
     if not 0.0 < confidence <= 1.0:
         raise RuleError("must be in (0, 1]", f"{field_name}.min_confidence")
@@ -227,7 +229,7 @@ def make_sound_rule(
     if not name:
         raise RuleError("must name an AudioSet class", f"{field_name}.sound_class")
     if known_classes is not None and name not in known_classes:
-        raise RuleError(f"{name!r} is not a class of the audio_events model", f"{field_name}.sound_class")
+        raise RuleError(f"{shown(name)} is not a class of the audio_events model", f"{field_name}.sound_class")
     if not 0.0 < threshold <= 1.0:
         raise RuleError("must be in (0, 1]", f"{field_name}.threshold")
     return SoundRule(rule_id, name, float(threshold), mode or SoundRuleMode.CORROBORATED)

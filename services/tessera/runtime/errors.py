@@ -11,16 +11,24 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from tessera.runtime.echo import bounded  # and raisers quote client values with echo.shown
+
+MESSAGE_CHARS = 1024  # a whole message, so that a status always fits gRPC's metadata limit
+FIELD_CHARS = 256
+
 
 class TesseraError(Exception):
-    """Base for errors that carry a gRPC code; ``field`` is the request field they are about (dotted path)."""
+    """Base for errors that carry a gRPC code; ``field`` is the request field they are about (dotted path).
+
+    Message and field are bounded here, once, whatever the raiser put in them: a status must fit in metadata."""
 
     code: grpc.StatusCode = grpc.StatusCode.INTERNAL
 
     def __init__(self, message: str, *, field: str | None = None, reason: str | None = None) -> None:
+        message = bounded(message, MESSAGE_CHARS)
         super().__init__(message)
         self.message = message
-        self.field = field
+        self.field = bounded(field, FIELD_CHARS) if field else field
         self.reason = reason
 
 

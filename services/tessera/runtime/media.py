@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from tessera.runtime.echo import shown
 from tessera.runtime.errors import InvalidArgument, PermissionDenied
 
 
@@ -22,7 +23,7 @@ def resolve_media_path(uri: str, roots: list[Path], *, field: str) -> Path:
     if parsed.scheme in ("", "file"):
         raw = unquote(parsed.path) if parsed.scheme == "file" else uri
     else:
-        raise PermissionDenied(f"URI scheme {parsed.scheme!r} is not allowed (allowed: file)", field=field)
+        raise PermissionDenied(f"URI scheme {shown(parsed.scheme)} is not allowed (allowed: file)", field=field)
     if "\x00" in raw:
         raise InvalidArgument("contains a NUL byte", field=field)
     path = Path(os.path.realpath(raw))

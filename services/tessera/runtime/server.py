@@ -91,13 +91,18 @@ class BearerAuthInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         if handler is None or method.startswith(_UNAUTHENTICATED_PREFIXES):
             return handler
-        presented = b""
-        for key, value in handler_call_details.invocation_metadata or ():
-            if key == "authorization":
-                presented = value.encode() if isinstance(value, str) else value
-        if hmac.compare_digest(presented, self._expected):
+        presented = [
+            value.encode() if isinstance(value, str) else value
+            for key, value in handler_call_details.invocation_metadata or ()
+            if key == "authorization"
+        ]
+        # Exactly one header: with two, which one a proxy or this server reads is not something to rely on.
+        if len(presented) == 1 and hmac.compare_digest(presented[0], self._expected):
             return handler
-        reason = "missing bearer token" if not presented else "invalid bearer token"
+        if len(presented) > 1:
+            reason = "more than one authorization header"
+        else:
+            reason = "missing bearer token" if not presented else "invalid bearer token"
 
         def wrap(_: Behavior, request_streaming: bool, response_streaming: bool) -> Behavior:
             if response_streaming:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -24,7 +23,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from tessera.common.v1 import common_pb2
 from tessera.runtime import config
 from tessera.runtime.bus import Bus, BusUnavailable, Received, Subscription
+from tessera.runtime.echo import shown
 from tessera.runtime.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, Unavailable
+from tessera.runtime.identifiers import check_id
 from tessera.runtime.inference import TritonClient
 from tessera.runtime.server import ServiceRegistration, TesseraServer
 from tessera.runtime.service import Capability, serving_when_models_ready
@@ -43,7 +44,6 @@ from tessera.translation.vad import SileroDetector
 log = logging.getLogger("tessera.translation")
 SERVICE_NAME = "tessera.translation.v1.ConferenceService"
 ENDED_KEPT_S = 300.0
-_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 _FLOOR_KINDS = {
     NoticeKind.GRANTED: pb.FLOOR_EVENT_KIND_GRANTED,
     NoticeKind.QUEUED: pb.FLOOR_EVENT_KIND_QUEUED,
@@ -140,9 +140,10 @@ class ConferenceServicer(pb_grpc.ConferenceServiceServicer):
 
     # -- conference resource ---------------------------------------------------------------------------------
     def _room(self, conference_id: str, field_name: str = "conference_id") -> Room:
+        check_id(conference_id, field_name)
         room = self.rooms.get(conference_id)
         if room is None:
-            raise NotFound(f"no conference {conference_id!r}", field=field_name)
+            raise NotFound(f"no conference {shown(conference_id)}", field=field_name)
         return room
 
     def _describe(self, room: Room) -> pb.Conference:
@@ -168,11 +169,9 @@ class ConferenceServicer(pb_grpc.ConferenceServiceServicer):
     ) -> pb.Conference:
         if not self.support.asr:
             raise Unavailable("the translation models are not ready yet; retry shortly")
-        conference_id = request.conference_id or uuid.uuid4().hex[:12]
-        if not _ID.match(conference_id):
-            raise InvalidArgument("must match [a-z0-9][a-z0-9-]{0,63}", field="conference_id")
+        conference_id = check_id(request.conference_id or uuid.uuid4().hex[:12], "conference_id")
         if conference_id in self.rooms:
-            raise InvalidArgument(f"conference {conference_id!r} exists", field="conference_id")
+            raise InvalidArgument(f"conference {shown(conference_id)} exists", field="conference_id")
         if sum(r.conference.state is State.ACTIVE for r in self.rooms.values()) >= self.own.max_conferences:
             raise ResourceExhausted(f"at most {self.own.max_conferences} conferences per gateway")
         hold_ms = request.max_floor_hold_ms or self.own.max_floor_hold_ms
@@ -294,7 +293,7 @@ class ConferenceServicer(pb_grpc.ConferenceServiceServicer):
                 "you do not hold the floor: send request_floor and wait for GRANTED; audio dropped", field="audio"
             )
         if not self.support.can_speak(language):
-            raise FailedPrecondition(f"no speech recognition for {language!r}; send text instead", field="audio")
+            raise FailedPrecondition(f"no speech recognition for {shown(language)}; send text instead", field="audio")
         try:
             samples = decode_chunk(chunk.data, _ENCODINGS.get(chunk.encoding, ""), chunk.sample_rate_hz, chunk.channels)
         except AudioError as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from tessera.runtime.echo import shown
 from tessera.translation.floor import Floor
 from tessera.translation.languages import LanguageSupport, base_language
 
@@ -67,14 +68,16 @@ class Conference:
         if not participant_id or len(participant_id) > 64:
             raise JoinRefused("participant_id must be 1-64 characters", "join.participant_id")
         if participant_id in self.participants:
-            raise JoinRefused(f"{participant_id!r} is already connected", "join.participant_id")
+            raise JoinRefused(f"{shown(participant_id)} is already connected", "join.participant_id")
         try:
             language = base_language(language_tag)
         except ValueError as exc:
             raise JoinRefused(str(exc), "join.language") from None
         if not self.support.can_hear(language):
             supported = ", ".join(self.support.participant_languages())
-            raise JoinRefused(f"no model serves {language_tag!r}; supported languages: {supported}", "join.language")
+            raise JoinRefused(
+                f"no model serves {shown(language_tag)}; supported languages: {supported}", "join.language"
+            )
         participant = Participant(participant_id, display_name or participant_id, language_tag, language)
         self.participants[participant_id] = participant
         return participant

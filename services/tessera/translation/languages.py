@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tessera.runtime.echo import shown
+
 PIVOT = "en"
 
 
@@ -16,7 +18,7 @@ def base_language(tag: str) -> str:
     """BCP-47 tag -> lower-case primary subtag: "es-ES" -> "es", "CA" -> "ca"."""
     primary = tag.strip().replace("_", "-").split("-", 1)[0].lower()
     if not primary.isalpha() or not 2 <= len(primary) <= 3:
-        raise ValueError(f"{tag!r} is not a BCP-47 language tag")
+        raise ValueError(f"{shown(tag)} is not a BCP-47 language tag")
     return primary
 
 

@@ -84,5 +84,5 @@ async def test_focus_finds_the_planted_region_scoring_few_frames() -> None:
 
 async def test_k_out_of_range() -> None:
     video = PlantedVideo(0, 1)
-    with pytest.raises(ValueError, match="k: must be in 1..5"):
+    with pytest.raises(ValueError, match=r"k: must be in 1\.\.5"):
         await select(Strategy.UNIFORM, num_candidates=5, fps=1.0, k=6, query="q", source=video, scorer=video)

@@ -7,7 +7,8 @@ from tessera.translation import cascade
 
 def test_parse_subject_round_trips_every_stage() -> None:
     assert cascade.parse_subject(cascade.subject("conf-1", "audio")) == cascade.SubjectParts("conf-1", "audio")
-    assert cascade.parse_subject(cascade.subject("conf-1", "transcript")) == cascade.SubjectParts("conf-1", "transcript")
+    transcript = cascade.subject("conf-1", "transcript")
+    assert cascade.parse_subject(transcript) == cascade.SubjectParts("conf-1", "transcript")
     assert cascade.parse_subject(cascade.subject("conf-1", "text.es")) == cascade.SubjectParts("conf-1", "text", "es")
     assert cascade.parse_subject(cascade.subject("c", "speech.pt")) == cascade.SubjectParts("c", "speech", "pt")
 

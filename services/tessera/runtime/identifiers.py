@@ -1,0 +1,28 @@
+"""The one rule for resource identifiers every service takes from clients (rooms, conferences, ...).
+
+An id becomes a NATS subject token and a JetStream key-value key, so it is checked at the edge, before any storage
+sees it: lower-case ASCII letters, digits and '-', starting with a letter or digit, at most 64 characters.
+"""
+
+from __future__ import annotations
+
+import re
+
+from tessera.runtime.echo import shown
+from tessera.runtime.errors import InvalidArgument
+
+ID_RULE = "[a-z0-9][a-z0-9-]{0,63}"
+_ID = re.compile(ID_RULE)
+
+
+def is_valid_id(value: str) -> bool:
+    return _ID.fullmatch(value) is not None  # fullmatch: "$" would let a trailing newline through
+
+
+def check_id(value: str, field: str) -> str:
+    """``value`` when it is a valid id; else INVALID_ARGUMENT naming ``field`` (empty: "must not be empty")."""
+    if not value:
+        raise InvalidArgument("must not be empty", field=field)
+    if not is_valid_id(value):
+        raise InvalidArgument(f"{shown(value)} is not an id: must match {ID_RULE}", field=field)
+    return value
