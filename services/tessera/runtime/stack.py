@@ -24,7 +24,6 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tessera.runtime import model_repository
-from tessera.runtime.service import discover
 from tessera.runtime.config import split_list
 from tessera.runtime.processes import (
     ManagedProcess,
@@ -35,6 +34,7 @@ from tessera.runtime.processes import (
     start_nats,
     start_triton,
 )
+from tessera.runtime.service import discover
 
 log = logging.getLogger("tessera.stack")
 
