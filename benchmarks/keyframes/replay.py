@@ -35,7 +35,7 @@ from numpy.typing import NDArray
 if __package__ in (None, ""):  # run as a script: make the repository root importable for `benchmarks.*`
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from benchmarks.keyframes import generate, run
+from benchmarks.keyframes import generate, report, run
 
 from tessera.keyframes import kfs_metrics, pipeline
 from tessera.keyframes.api import TritonScorer
@@ -295,55 +295,6 @@ def analyse(
     }
 
 
-def markdown(replay: dict[str, Any]) -> str:
-    lines = [
-        "## Replay on recorded scores (untimed diagnostics)",
-        "",
-        "The strategies re-run through `pipeline.select` on every frame's recorded score (the model is "
-        f"deterministic; {replay['replay_matches_timed_run']} with the timed run). "
-        f"Dataset UKSS over FOCUS seeds {replay['seeds'][0]}-{replay['seeds'][-1]} (the timed run used seed 0), "
-        "on all queries and on the queries the model can see (exhaustive-run AUC >= "
-        f"{replay.get('visible_queries', {}).get('auc_threshold', run.VISIBLE_AUC)}):",
-        "",
-        "| FOCUS | scored | UKSS mean over seeds | min-max | exhaustive UKSS | UKSS vs exhaustive (mean) "
-        "| seeds >= 0.9x |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    rows = [(name, "lean 5 %" if name == "focus" else "~40 %", s) for name, s in replay["focus_seeds"].items()]
-    rows += [(f"lean, budget {b}", f"{100 * float(b):g} %", s) for b, s in replay["focus_lean_budgets"].items()]
-    visible = replay.get("visible_queries", {})
-    if visible.get("questions"):
-        suffix = f" (visible: {len(visible['questions'])} queries)"
-        rows += [(n + suffix, "lean 5 %" if n == "focus" else "~40 %", s) for n, s in visible["focus_seeds"].items()]
-        rows += [
-            (f"lean, budget {b}{suffix}", f"{100 * float(b):g} %", s) for b, s in visible["focus_lean_budgets"].items()
-        ]
-    for name, budget, s in rows:
-        lo, hi = min(s["ukss_per_seed"]), max(s["ukss_per_seed"])
-        lines.append(
-            f"| {name} | {budget} | {s['ukss_mean']:.3f} | {lo:.3f}-{hi:.3f} | {s['exhaustive_ukss']:.3f} "
-            f"| {run._fmt(s['ukss_vs_exhaustive_mean'])}x | {s['seeds_reaching_0.9x']}/{len(s['ukss_per_seed'])} |"
-        )
-    lines += [
-        "",
-        "GT scenes probed: ground-truth scenes with at least one scored frame (coarse pass / all, seed 0).",
-        "",
-        "| question | GT scenes | UKSS exh. | lean: probed coarse / all | lean UKSS seed 0 (mean over seeds) "
-        "| published: probed coarse / all | published UKSS seed 0 (mean) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for q in replay["per_question"]:
-        lean, pub = q["focus"], q["focus_published"]
-        lines.append(
-            f"| {q['question_id']} | {q['gt_scenes']} | {q['exhaustive_top_k']['ukss']:.3f} "
-            f"| {lean['gt_scenes_probed_by_coarse_seed0']} / {lean['gt_scenes_probed_seed0']} "
-            f"| {lean['ukss_seed0']:.3f} ({lean['ukss_over_seeds']['mean']:.3f}) "
-            f"| {pub['gt_scenes_probed_by_coarse_seed0']} / {pub['gt_scenes_probed_seed0']} "
-            f"| {pub['ukss_seed0']:.3f} ({pub['ukss_over_seeds']['mean']:.3f}) |"
-        )
-    return "\n".join(lines) + "\n"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="replay the smoke run's results")
@@ -365,9 +316,9 @@ def main(argv: list[str] | None = None) -> int:
     result["replay"] = analyse(records, scores, live, k=k, fps=fps, batch_size=batch_size)
     results_path.write_text(json.dumps(result, indent=1) + "\n")
     md = results_path.with_suffix(".md")
-    md.write_text(run.markdown(result))
+    md.write_text(report.markdown(result))
     print(f"[replay] updated {results_path} and {md}", file=sys.stderr)
-    print(markdown(result["replay"]), file=sys.stderr)
+    print(report.replay_markdown(result["replay"]), file=sys.stderr)
     return 0
 
 

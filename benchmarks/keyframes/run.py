@@ -41,7 +41,7 @@ from numpy.typing import NDArray
 if __package__ in (None, ""):  # run as a script: make the repository root importable for `benchmarks.*`
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from benchmarks.keyframes import generate
+from benchmarks.keyframes import generate, report
 
 from tessera.keyframes import kfs_metrics, pipeline
 from tessera.keyframes.api import TritonScorer
@@ -410,105 +410,6 @@ def machine() -> dict[str, Any]:
     }
 
 
-# ----------------------------------------------------------------------------------------------- report
-
-
-def _fmt(value: float | None, digits: int = 3) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def markdown(result: dict[str, Any]) -> str:
-    cfg = result["config"]
-    strategies: dict[str, Any] = result["strategies"]
-    details: dict[str, Any] = result["strategy_details"]
-    exhaustive = strategies.get("exhaustive_top_k")
-    lines = [
-        "# Keyframe selection benchmark",
-        "",
-        f"{result['videos']} videos ({', '.join(f'{m:g}' for m in cfg['durations_min'])} min, seed {cfg['seed']}), "
-        f"{result['questions']} object-centred questions, k = {cfg['k']}, sampled at {cfg['fps']:g} fps, "
-        f"thumbnails <= {cfg['max_side']} px, score batch {cfg['batch_size']}. Model: `{MODEL}` (yolov3-tiny + MiniLM) "
-        f"on Triton, CPU ({result['machine']['cpu_count']} cores, {result['machine']['cpu']}). Every run is cold: no "
-        "thumbnail cache, no per-frame detection cache. Wall = probe + decode + score + select, mean per question; "
-        "CPU = CPU seconds of the benchmark process and the Triton process tree during the run (the machine is "
-        f"shared: load average {result['machine']['loadavg_at_start'][0]:.1f} at start, "
-        f"{result['machine']['loadavg_at_end'][0]:.1f} at end).",
-        "",
-        "| strategy | UKSS | KFR | SHR | BSR | BDS | scored | decoded / question | wall s / question "
-        "| CPU s / question | UKSS vs exh. | speed-up vs exh. (wall) | (CPU) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for name, s in strategies.items():
-        d = details[name]
-        ukss_ratio = s["ukss"] / exhaustive["ukss"] if exhaustive and exhaustive["ukss"] > 0 else None
-        speedup = exhaustive["wall_s"] / s["wall_s"] if exhaustive else None
-        cpu_speedup = details["exhaustive_top_k"]["cpu_s"] / d["cpu_s"] if exhaustive and d["cpu_s"] > 0 else None
-        lines.append(
-            f"| {name} | {_fmt(s['ukss'])} | {_fmt(s['kfr'])} | {_fmt(s['shr'])} | {_fmt(s['bsr'])} | {_fmt(s['bds'])} "
-            f"| {100 * s['frames_scored_fraction']:.2f} % | {d['frames_decoded_mean']:.0f} | {s['wall_s']:.2f} "
-            f"| {d['cpu_s']:.2f} | {_fmt(ukss_ratio, 2)}x | {_fmt(speedup, 1)}x | {_fmt(cpu_speedup, 1)}x |"
-        )
-    lines += [
-        "",
-        "`focus` is the lean schedule (`FocusParams.lean()`, the service default: at most 5 % of the grid scored); "
-        "`focus_published` is the paper's defaults (`FocusParams.published()`). UKSS is KFS-Bench's dataset score "
-        "(geometric mean of per-question UKSS, each clipped at 0.01); KFR, SHR, BSR and BDS are arithmetic means.",
-        "",
-        "## Goals (30-60 min videos, 1 fps)",
-        "",
-        "| schedule | scored <= 5 % | UKSS >= 0.9x exhaustive | speed-up >= 10x |",
-        "|---|---|---|---|",
-    ]
-    for name, r in result.get("ratios", {}).items():
-        checks = list(r["goals"].values())
-        lines.append(
-            f"| {name} | {100 * r['frames_scored_fraction']:.2f} % {'yes' if checks[0] else 'NO'} "
-            f"| {_fmt(r['ukss_vs_exhaustive'], 3)}x {'yes' if checks[1] else 'NO'} "
-            f"| {r['speedup_vs_exhaustive']:.1f}x {'yes' if checks[2] else 'NO'} "
-            f"(per question: min {r['speedup_per_question_min']:.1f}x, "
-            f"median {r['speedup_per_question_median']:.1f}x; in CPU time {_fmt(r['cpu_speedup_vs_exhaustive'], 1)}x) |"
-        )
-    for name, r in result.get("ratios", {}).items():
-        v = r["visible_queries"]
-        lines += [
-            "",
-            f"On the {len(v['questions'])} queries the model can see (exhaustive-run AUC >= {v['auc_threshold']}), "
-            f"`{name}` UKSS is {_fmt(v['ukss'])} against exhaustive {_fmt(v['ukss_exhaustive'])} "
-            f"({_fmt(v['ukss_vs_exhaustive'], 3)}x).",
-        ]
-    names = list(strategies)
-    lines += [
-        "",
-        f"Questions: {cfg['questions_note']}.",
-        "",
-        "## Per question",
-        "",
-        "AUC: how well the model's scores over all frames (exhaustive run) separate ground-truth frames from the rest "
-        "(0.5 = blind). Model classes: the COCO classes the query is weighted by (MiniLM softmax).",
-        "",
-        "| question | GT share | model classes | AUC | "
-        + " | ".join(f"UKSS {n}" for n in names)
-        + " | "
-        + " | ".join(f"wall {n}" for n in names)
-        + " |",
-        "|---|---:|---|---:|" + "---:|" * (2 * len(names)),
-    ]
-    for q in result["per_question"]:
-        diag = q.get("scores", {})
-        classes = ", ".join(f"{c} {w:.2f}" for c, w in (q.get("model_classes") or []))
-        cells = [f"{q['question_id']}: {q['question']}", f"{100 * diag.get('gt_frame_fraction', 0.0):.1f} %", classes]
-        cells.append(_fmt(diag.get("auc"), 2))
-        cells += [_fmt(q["strategies"][n]["ukss"], 3) for n in names]
-        cells += [f"{q['strategies'][n]['wall_s']:.1f}" for n in names]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", f"Generated by `{cfg['command']}` on {result['generated_at']}.", ""]
-    if "replay" in result:  # added by replay.py
-        from benchmarks.keyframes import replay
-
-        lines += [replay.markdown(result["replay"])]
-    return "\n".join(lines)
-
-
 # ----------------------------------------------------------------------------------------------- main
 
 
@@ -764,7 +665,7 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     md = out.with_suffix(".md")
-    md.write_text(markdown(result))
+    md.write_text(report.markdown(result))
     print(f"[bench] wrote {out} and {md}", file=sys.stderr)
     print(md.read_text(), file=sys.stderr)
     return 0
