@@ -1,4 +1,5 @@
-"""Run one capability as a process: settings, logs, tracing, its dependencies, the server, drain on SIGTERM.
+"""Run one capability as a process: settings, logs, tracing, its dependencies, the server, drain on SIGTERM, the
+last spans exported.
 
 A capability provides ``async def create(settings) -> Capability``; ``tessera serve <name>`` finds it in
 ``tessera.<name>.api`` and hands it to ``run``; a cascade's ``tessera.<name>.workers.STAGES`` names its stage workers.
@@ -19,7 +20,7 @@ from tessera.runtime import config
 from tessera.runtime.bus import Bus, ConsumerSpec, Handler, StreamSpec, Worker
 from tessera.runtime.inference import TritonClient
 from tessera.runtime.server import ServiceRegistration, TesseraServer, build_server
-from tessera.runtime.telemetry import setup_logging, setup_tracing
+from tessera.runtime.telemetry import setup_logging, setup_tracing, shutdown_tracing
 
 log = logging.getLogger("tessera.service")
 
@@ -145,7 +146,12 @@ async def run(name: str) -> None:
 
 
 def main(name: str) -> None:
-    asyncio.run(run(name))
+    """``run`` in its own event loop; the spans still batched are exported once the loop has closed (every span of
+    the drain and of the cancelled tasks has ended by then)."""
+    try:
+        asyncio.run(run(name))
+    finally:
+        shutdown_tracing()
 
 
 @dataclass
@@ -223,4 +229,8 @@ async def run_worker(capability: str, stage: str) -> None:
 
 
 def main_worker(capability: str, stage: str) -> None:
-    asyncio.run(run_worker(capability, stage))
+    """``run_worker`` in its own event loop, then the spans still batched are exported (as ``main``)."""
+    try:
+        asyncio.run(run_worker(capability, stage))
+    finally:
+        shutdown_tracing()
