@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tessera.runtime import model_repository
-from tessera.runtime.stack import LocalStack, StackSettings, StackState
+from tessera.runtime.stack import LocalStack, StackState
 
 FIXTURE_MODELS = Path(__file__).resolve().parents[1] / "tests" / "fixtures"  # holds platform/models/add_sub
 
@@ -69,27 +69,13 @@ def start(build_dir: Path, services: list[str], media_roots: list[Path], trace_d
     """
     if (FIXTURE_MODELS / "platform" / "models" / "add_sub").exists():
         model_repository.build(build_dir / "model_repository", services_root=FIXTURE_MODELS, only=["add_sub"])
-    settings = StackSettings(
-        build_dir=build_dir,
-        services=services,
-        base_port=0,
-        nats_port=0,
-        triton_grpc_port=0,
-        triton_http_port=0,
-        triton_metrics_port=0,
-        media_roots=media_roots,
-        ready_timeout_s=300.0,
-        trace_dir=trace_dir,
-    )
-    stack = LocalStack(settings)
+    stack = LocalStack.on_free_ports(build_dir, services, media_roots=media_roots, trace_dir=trace_dir)
     try:
         state = stack.start()
     except BaseException:
         stack.stop()
         raise
-    pids = {svc.name: svc.process.pid for svc in stack.services if svc.process is not None}
-    if stack.triton is not None:
-        pids["triton"] = stack.triton.process.pid
+    pids = {name: pid for name, pid in stack.pids().items() if name != "nats"}
     return Target(dict(state.services), state.triton_grpc, state.nats_url, pids, stack)
 
 

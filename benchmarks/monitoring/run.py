@@ -30,7 +30,6 @@ import datetime as dt
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,14 +42,13 @@ import grpc.aio
 import numpy as np
 
 from tessera.common.v1 import common_pb2
-from tessera.monitoring import cascade, client, convert, scenarios
+from tessera.monitoring import cascade, client, convert, scenarios, workers
 from tessera.monitoring.scenarios import Scenario
 from tessera.monitoring.v1 import cascade_pb2 as msg
 from tessera.monitoring.v1 import monitoring_pb2 as pb
 from tessera.monitoring.v1 import monitoring_pb2_grpc as pb_grpc
-from tessera.runtime import model_repository
 from tessera.runtime.bus import Bus
-from tessera.runtime.processes import NatsServer, TritonServer, free_port, start_nats, start_triton
+from tessera.runtime.stack import LocalStack
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -103,83 +101,6 @@ def clock_at(minute: int, days_ago: int = 0) -> int:
     """A camera clock (ms since the epoch, UTC offset 0) at ``minute`` of a past day: the rules' local time."""
     today = int(time.time() * 1000) // 86_400_000 * 86_400_000
     return today - days_ago * 86_400_000 + minute * 60_000
-
-
-@dataclass
-class Stack:
-    work: Path
-    nats: NatsServer | None = None
-    triton: TritonServer | None = None
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    gateway_port: int = 0
-
-    @property
-    def gateway(self) -> str:
-        return f"127.0.0.1:{self.gateway_port}"
-
-    def start(self) -> None:
-        repo = self.work / "model_repository"
-        model_repository.build(repo, only=MODELS)
-        self.nats = start_nats(self.work / "nats", self.work / "logs" / "nats.log")
-        self.triton = start_triton(
-            repo, self.work / "triton", self.work / "logs" / "triton.log", models=MODELS, timeout_s=300
-        )
-        env = {
-            **os.environ,
-            "TESSERA_NATS_URL": self.nats.url,
-            "TESSERA_TRITON_URL": self.triton.grpc_url,
-            "TESSERA_GRACE_S": "2",
-            "TESSERA_LOG_LEVEL": "WARNING",
-            "TESSERA_MEDIA_ROOTS": str(DATA),
-        }
-        for stage in ("detector", "audio", "fusion"):
-            self._spawn(stage, ["work", "monitoring", stage], {**env, "TESSERA_PORT": "0"})
-        self.gateway_port = free_port()
-        self._spawn("gateway", ["serve", "monitoring"], {**env, "TESSERA_PORT": str(self.gateway_port)})
-
-    def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> None:
-        log = (self.work / "logs" / f"{name}.log").open("ab")
-        self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "tessera.cli", *args], env=env, stdout=log, stderr=log, start_new_session=True
-        )
-        log.close()
-
-    def pids(self) -> dict[str, int]:
-        assert self.nats is not None and self.triton is not None
-        return {"nats": self.nats.process.pid, "triton": self.triton.process.pid} | {
-            name: proc.pid for name, proc in self.procs.items()
-        }
-
-    def check_alive(self) -> None:
-        for name, proc in self.procs.items():
-            if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited with {proc.returncode}; see {self.work / 'logs' / (name + '.log')}")
-
-    async def wait_serving(self, stub: pb_grpc.MonitoringServiceStub, timeout_s: float = 300) -> None:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            self.check_alive()
-            try:
-                await stub.CreateRoom(pb.CreateRoomRequest(room_id="ready-probe"), timeout=2)
-                await stub.DeleteRoom(pb.DeleteRoomRequest(room_id="ready-probe"), timeout=2)
-                return
-            except grpc.aio.AioRpcError:
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.3)
-
-    def stop(self) -> None:
-        for proc in self.procs.values():
-            proc.terminate()
-        for proc in self.procs.values():
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        if self.triton is not None:
-            self.triton.stop()
-        if self.nats is not None:
-            self.nats.stop()
 
 
 def _matches(scenario: Scenario, alert: pb.Alert) -> bool:
@@ -303,7 +224,7 @@ async def one_stream(
 
 async def streams(
     stub: pb_grpc.MonitoringServiceStub,
-    stack: Stack,
+    stack: LocalStack,
     items: list[tuple[Scenario, list[client.Item]]],
     n: int,
     clips_per_stream: int,
@@ -476,13 +397,17 @@ async def run(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
     )
     print(f"{len(clips)} scenario clips in {DATA / 'scenarios'}", flush=True)
     with tempfile.TemporaryDirectory(prefix="monitoring-bench-") as tmp:
-        stack = Stack(Path(tmp))
-        (stack.work / "logs").mkdir(parents=True)
-        stack.start()
+        stack = LocalStack.on_free_ports(
+            Path(tmp),
+            [*(f"monitoring.{stage}" for stage in workers.STAGES), "monitoring"],
+            models=MODELS,
+            env={"TESSERA_GRACE_S": "2", "TESSERA_LOG_LEVEL": "WARNING"},
+            media_roots=[DATA],
+        )
         try:
-            async with grpc.aio.insecure_channel(stack.gateway) as channel:
+            await asyncio.to_thread(stack.start)  # returns once every process serves health (models ready)
+            async with grpc.aio.insecure_channel(stack.address("monitoring")) as channel:
                 stub = pb_grpc.MonitoringServiceStub(channel)
-                await stack.wait_serving(stub)
                 print("quality:", flush=True)
                 q = await quality(stub, clips)
                 # Kinds interleaved (alarm, crash, intruder, alarm, ...) so every level streams each kind.

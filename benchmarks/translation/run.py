@@ -413,8 +413,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     stack = Stack(work)
     notes: list[str] = []
     try:
-        stack.start()
-        await stack.wait_serving()
+        await asyncio.to_thread(stack.start)
         meter = procstat.CpuMeter(stack.pids())
         assert stack.triton is not None
         deployment = await stack.describe()

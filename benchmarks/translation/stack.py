@@ -1,97 +1,62 @@
-"""The platform under test, all our own processes on free ports: nats-server, tritonserver (asr, mt, tts), the three
+"""The platform under test, the local stack on free ports: nats-server, tritonserver (asr, mt, tts), the three
 cascade workers and the translation gateway, each a separate process so its CPU time can be read from /proc.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
-import subprocess
-import sys
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
-import grpc.aio
 import tritonclient.grpc.aio as triton_aio
 
-from tessera.runtime import model_repository, service
+from tessera.runtime import service
 from tessera.runtime.bus import Bus
 from tessera.runtime.config import ServerSettings
-from tessera.runtime.processes import NatsServer, TritonServer, free_port, start_nats, start_triton
-from tessera.translation.v1 import translation_pb2 as pb
-from tessera.translation.v1 import translation_pb2_grpc as pb_grpc
+from tessera.runtime.processes import NatsServer, TritonServer
+from tessera.runtime.stack import LocalStack
 
 STAGES = ("asr", "mt", "tts")
 
 
 @dataclass
 class Stack:
+    """``runtime.stack.LocalStack`` on free ports, with the benchmark's short process names (gateway, asr, mt, tts)."""
+
     work: Path
-    nats: NatsServer | None = None
-    triton: TritonServer | None = None
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    gateway_port: int = 0
+    local: LocalStack | None = None
+
+    @property
+    def nats(self) -> NatsServer | None:
+        return self.local.nats if self.local is not None else None
+
+    @property
+    def triton(self) -> TritonServer | None:
+        return self.local.triton if self.local is not None else None
 
     @property
     def gateway(self) -> str:
-        return f"127.0.0.1:{self.gateway_port}"
+        assert self.local is not None
+        return self.local.address("translation")
 
     def start(self) -> None:
-        repo = self.work / "model_repository"
-        model_repository.build(repo, only=list(STAGES))
-        self.nats = start_nats(self.work / "nats", self.work / "logs" / "nats.log")
-        self.triton = start_triton(
-            repo, self.work / "triton", self.work / "logs" / "triton.log", models=list(STAGES), timeout_s=300
+        """Returns once every worker and the gateway serve health (the gateway after Triton's models are ready)."""
+        self.local = LocalStack.on_free_ports(
+            self.work,
+            [*(f"translation.{stage}" for stage in STAGES), "translation"],
+            models=list(STAGES),
+            env={"TESSERA_GRACE_S": "2", "TESSERA_LOG_LEVEL": "WARNING", "HF_HUB_OFFLINE": "1"},
         )
-        env = {
-            **os.environ,
-            "TESSERA_NATS_URL": self.nats.url,
-            "TESSERA_TRITON_URL": self.triton.grpc_url,
-            "TESSERA_GRACE_S": "2",
-            "TESSERA_LOG_LEVEL": "WARNING",
-            "HF_HUB_OFFLINE": "1",
-        }
-        for stage in STAGES:
-            self._spawn(stage, ["work", "translation", stage], {**env, "TESSERA_PORT": "0"})
-        self.gateway_port = free_port()
-        self._spawn("gateway", ["serve", "translation"], {**env, "TESSERA_PORT": str(self.gateway_port)})
-
-    def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> None:
-        log = (self.work / "logs" / f"{name}.log").open("ab")
-        self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "tessera.cli", *args], env=env, stdout=log, stderr=log, start_new_session=True
-        )
-        log.close()
+        self.local.start()
 
     def pids(self) -> dict[str, int]:
-        assert self.nats is not None and self.triton is not None
-        out = {"nats": self.nats.process.pid, "triton": self.triton.process.pid}
-        out.update({name: proc.pid for name, proc in self.procs.items()})
-        return out
+        assert self.local is not None
+        short = {"translation": "gateway", **{f"translation.{stage}": stage for stage in STAGES}}
+        return {short.get(name, name): pid for name, pid in self.local.pids().items()}
 
     def check_alive(self) -> None:
-        for name, proc in self.procs.items():
-            if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited with {proc.returncode}; see {self.work / 'logs' / (name + '.log')}")
-
-    async def wait_serving(self, timeout_s: float = 300) -> None:
-        """The gateway answers CreateConference once Triton's models are ready (and it read their languages)."""
-        deadline = time.monotonic() + timeout_s
-        async with grpc.aio.insecure_channel(self.gateway) as channel:
-            stub = pb_grpc.ConferenceServiceStub(channel)
-            while True:
-                self.check_alive()
-                try:
-                    await stub.CreateConference(pb.CreateConferenceRequest(conference_id="ready-probe"), timeout=2)
-                    await stub.EndConference(pb.EndConferenceRequest(conference_id="ready-probe"), timeout=2)
-                    return
-                except grpc.aio.AioRpcError:
-                    if time.monotonic() > deadline:
-                        raise
-                    await asyncio.sleep(0.3)
+        assert self.local is not None
+        self.local.check_alive()
 
     async def describe(self) -> dict[str, dict[str, int]]:
         """Handler slots of each worker (from the worker factories themselves) and Triton instances per model."""
@@ -121,16 +86,5 @@ class Stack:
         return {"worker_concurrency": slots, "triton_instances": instances}
 
     def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs.values():
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-        if self.triton is not None:
-            self.triton.stop()
-        if self.nats is not None:
-            self.nats.stop()
+        if self.local is not None:
+            self.local.stop()

@@ -47,6 +47,8 @@ class StackSettings(BaseSettings):
     build_dir: Path = Path("build")
     # "<capability>" runs its gRPC service, "<capability>.<stage>" one of its cascade's workers; all by default.
     services: Annotated[list[str], NoDecode] = Field(default_factory=discover)
+    # Triton models to build and load; empty: every model of every capability (and any already in the repository).
+    models: Annotated[list[str], NoDecode] = Field(default_factory=list)
     base_port: int = Field(50051, ge=0, le=65000, description="service i listens on base_port + i; 0 picks free ports")
     nats_port: int = Field(4222, ge=0)
     triton_grpc_port: int = Field(8001, ge=0)
@@ -58,7 +60,7 @@ class StackSettings(BaseSettings):
     ready_timeout_s: float = Field(300.0, gt=0)
     trace_dir: Path | None = Field(None, description="every process writes its finished spans here (JSON lines)")
 
-    @field_validator("services", "media_roots", mode="before")
+    @field_validator("services", "models", "media_roots", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         return split_list(value)
@@ -151,6 +153,7 @@ class StackStopped(Exception):
 @dataclass
 class LocalStack:
     settings: StackSettings
+    env: dict[str, str] = field(default_factory=dict)  # more environment for every service (log level, grace...)
     stop_requested: threading.Event = field(default_factory=threading.Event)
     nats: NatsServer | None = None
     triton: TritonServer | None = None
@@ -163,7 +166,8 @@ class LocalStack:
         build = s.build_dir.resolve()
         logs = build / "stack" / "logs"
         repo = build / "model_repository"
-        model_repository.build(repo)  # cheap (weights are hard-linked), and never stale
+        models = s.models or None
+        model_repository.build(repo, only=models)  # cheap (weights are hard-linked), and never stale
         self.nats = start_nats(build / "stack" / "jetstream", logs / "nats.log", s.nats_port)
         self.triton = start_triton(
             repo,
@@ -173,8 +177,10 @@ class LocalStack:
             http_port=s.triton_http_port,
             metrics_port=s.triton_metrics_port,
             timeout_s=s.ready_timeout_s,
+            models=models,
         )
         env = {
+            **self.env,
             "TESSERA_NATS_URL": self.nats.url,
             "TESSERA_TRITON_URL": self.triton.grpc_url,
             "TESSERA_MEDIA_ROOTS": ",".join(str(p.resolve()) for p in s.media_roots),
@@ -208,6 +214,56 @@ class LocalStack:
         )
         state.save(s.state_file)
         return state
+
+    @classmethod
+    def on_free_ports(
+        cls,
+        build_dir: Path,
+        services: list[str],
+        models: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        media_roots: list[Path] | None = None,
+        trace_dir: Path | None = None,
+    ) -> LocalStack:
+        """A private stack (benchmarks, load tests): every port picked free, its state and logs under ``build_dir``."""
+        settings = StackSettings(
+            build_dir=build_dir,
+            services=services,
+            models=models or [],
+            base_port=0,
+            nats_port=0,
+            triton_grpc_port=0,
+            triton_http_port=0,
+            triton_metrics_port=0,
+            ready_timeout_s=300.0,
+            trace_dir=trace_dir,
+        )
+        if media_roots is not None:
+            settings.media_roots = media_roots
+        return cls(settings, env=dict(env or {}))
+
+    def address(self, name: str) -> str:
+        """host:port of service ``name`` ("translation", "translation.asr")."""
+        for service in self.services:
+            if service.name == name:
+                return f"127.0.0.1:{service.port}"
+        raise KeyError(f"the stack runs no {name!r} (has {[svc.name for svc in self.services]})")
+
+    def pids(self) -> dict[str, int]:
+        """Process id of nats, triton and each service, by name: for reading their CPU time from /proc."""
+        out = {svc.name: svc.process.pid for svc in self.services if svc.process is not None}
+        if self.nats is not None:
+            out["nats"] = self.nats.process.pid
+        if self.triton is not None:
+            out["triton"] = self.triton.process.pid
+        return out
+
+    def check_alive(self) -> None:
+        """Raise when a service died or was restarted: a measurement across a restart measures something else."""
+        for service in self.services:
+            running = service.process is not None and service.process.alive()
+            if service.restarts or not running:
+                raise RuntimeError(f"{service.name} exited (restarts {service.restarts}); see {service.log_path}")
 
     def stop(self) -> None:
         for service in reversed(self.services):
