@@ -3,24 +3,29 @@
 Runs once in deploy/triton/Dockerfile, with the image's virtualenv (tessera and the capabilities' ``<cap>-models``
 extras installed):
 
-    python build_models.py --target /models keyframes translation
+    python build_models.py --target /models keyframes monitoring translation --train
 
-It is ``tessera models build`` limited to the models under ``services/tessera/<capability>/models/`` of the named
-capabilities (same sha256-checked weights, same config checks), so an image holds only what it was built for. Then
-it checks what a model would otherwise only find missing when Triton loads it: the Apertium language pairs the
-``mt`` model declares and the espeak-ng voices of the ``tts`` model, both from the system's packages. Exit status 0
-on success, 2 on any error.
+It is ``tessera models train`` + ``tessera models build`` (what ``make models`` runs) limited to the named
+capabilities: with ``--train``, each of them that trains a network of its own (``tessera.<capability>.training``:
+monitoring's av_fusion) trains it first into the trained-weights folder (``--trained``, default as ``tessera models
+build`` finds it), skipping what is up to date; then the models under ``services/tessera/<capability>/models/`` are
+built (same sha256-checked weights, same config checks), so an image holds only what it was built for. Then it
+checks what a model would otherwise only find missing when Triton loads it: the Apertium language pairs the ``mt``
+model declares and the espeak-ng voices of the ``tts`` model, both from the system's packages. Exit status 0 on
+success, 2 on any error.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from tessera.runtime.model_repository import ModelRepositoryError, build, discover, parse_config
+from tessera.runtime.model_repository import ModelRepositoryError, build, discover, parse_config, trained_dir
+from tessera.runtime.service import trainers
 
 
 class SystemPackageError(Exception):
@@ -36,6 +41,24 @@ def models_of(capabilities: list[str], services_root: Path | None = None) -> dic
     if missing:
         raise ModelRepositoryError(f"no models for capabilities {missing}; capabilities with models: {sorted(found)}")
     return {cap: sorted(found[cap]) for cap in capabilities}
+
+
+def train(capabilities: list[str], trained: Path) -> list[str]:
+    """Train the networks of the named capabilities that have their own (``tessera.<capability>.training``, as
+    ``tessera models train`` does; each skips what is up to date); returns the capabilities trained."""
+    done = []
+    for capability in trainers():
+        if capability not in capabilities:
+            continue
+        module = importlib.import_module(f"tessera.{capability}.training")
+        try:
+            code = int(module.main(["--out", str(trained)]) or 0)
+        except SystemExit as exc:  # a missing package or media file
+            raise ModelRepositoryError(f"{capability} training: {exc}") from None
+        if code:
+            raise ModelRepositoryError(f"{capability} training failed with exit code {code}")
+        done.append(capability)
+    return done
 
 
 def _parameter(folder: Path, key: str) -> list[str]:
@@ -74,10 +97,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--target", type=Path, required=True, help="model repository folder to (re)build")
     parser.add_argument("capabilities", nargs="+", help="capabilities whose models the image serves")
+    parser.add_argument(
+        "--trained",
+        type=Path,
+        help="trained-weights folder (default: $TESSERA_TRAINED_DIR, trained/ beside --target, else build/trained)",
+    )
+    parser.add_argument("--train", action="store_true", help="first train the capabilities' own networks there")
     args = parser.parse_args(argv)
+    trained = args.trained or trained_dir(args.target)
     try:
         wanted = models_of(args.capabilities)
-        built = build(args.target, only=[name for names in wanted.values() for name in names])
+        if args.train:
+            for capability in train(args.capabilities, trained):
+                print(f"build_models: {capability}: trained into {trained}")
+        built = build(args.target, only=[name for names in wanted.values() for name in names], trained_root=trained)
         checked = check_system_packages(built)
     except (ModelRepositoryError, SystemPackageError, subprocess.CalledProcessError, OSError) as exc:
         print(f"build_models: {exc}", file=sys.stderr)

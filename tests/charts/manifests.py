@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import chartlib
@@ -125,3 +128,32 @@ def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
         ):
             return False
     return True
+
+
+def env_of(render: Render, w: Workload) -> dict[str, str]:
+    """The first container's environment: its ConfigMap, then its own entries (secret refs as a placeholder)."""
+    container = w.containers[0]
+    env = dict(render.get("ConfigMap", container["envFrom"][0]["configMapRef"]["name"])["data"])
+    env.update({e["name"]: e.get("value", "<from secret>") for e in container.get("env", [])})
+    return env
+
+
+def policy_of(render: Render, w: Workload) -> dict[str, Any]:
+    """The spec of the one NetworkPolicy that selects the workload's pods."""
+    found = [p for p in render.of("NetworkPolicy") if selects(p["spec"]["podSelector"], w.labels)]
+    assert len(found) == 1, f"{render.case} {w.name}: {len(found)} NetworkPolicies"
+    return dict(found[0]["spec"])
+
+
+def rule_ports(rule: dict[str, Any]) -> set[int]:
+    return {p["port"] for p in rule.get("ports", [])}
+
+
+def deploy_script(name: str) -> ModuleType:
+    """deploy/triton/<name>.py as a module (the image's init container and model builder)."""
+    spec = importlib.util.spec_from_file_location(f"tessera_{name}", chartlib.ROOT / "deploy" / "triton" / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module

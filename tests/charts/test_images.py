@@ -56,7 +56,7 @@ def test_triton_image_matches_the_init_container_and_the_model_builder(renders: 
     assert re.search(r"^FROM nvcr\.io/nvidia/tritonserver:\$\{TRITON_TAG\}-py3$", TRITON_DOCKERFILE, re.MULTILINE)
     assert "COPY deploy/triton/apply_overrides.py /opt/tessera/apply_overrides.py" in TRITON_DOCKERFILE
     assert "COPY deploy/triton/build_models.py /opt/tessera/build_models.py" in TRITON_DOCKERFILE
-    assert "RUN python /opt/tessera/build_models.py --target /models ${CAPABILITIES}" in TRITON_DOCKERFILE
+    assert "python /opt/tessera/build_models.py --target /models ${CAPABILITIES} --train" in TRITON_DOCKERFILE
     triton = next(w for w in workloads(renders["default"]) if w.component == "triton")
     init = triton.spec["initContainers"][0]
     assert init["command"] == ["/opt/tessera/venv/bin/python", "/opt/tessera/apply_overrides.py"]

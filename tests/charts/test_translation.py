@@ -4,10 +4,8 @@ service, the stage workers' commands, the cascade's stream and durable consumers
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,26 +13,15 @@ import chartlib
 import pytest
 import yaml
 from google.protobuf import text_format
-from manifests import Render, Workload, selects, workloads
+from manifests import Render, Workload, deploy_script, env_of, policy_of, rule_ports, selects, workloads
 from tritonclient.grpc import model_config_pb2
 
 from tessera.translation import cascade
 from tessera.translation.api import SERVICE_NAME
 from tessera.translation.workers import STAGES
 
-
-def _script(name: str) -> Any:
-    """deploy/triton/<name>.py as a module (the image's init container and model builder)."""
-    spec = importlib.util.spec_from_file_location(f"tessera_{name}", chartlib.ROOT / "deploy" / "triton" / f"{name}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-apply_overrides = _script("apply_overrides")
-build_models = _script("build_models")
+apply_overrides = deploy_script("apply_overrides")
+build_models = deploy_script("build_models")
 CASES = list(chartlib.CASES)
 REFERENCE = ["default", "cpu", "rtx", "a100"]
 MODELS_DIR = chartlib.ROOT / "services" / "tessera" / "translation" / "models"
@@ -62,23 +49,6 @@ def _workers(render: Render) -> dict[str, Workload]:
     return {w.labels["tessera.io/worker"]: w for w in _translation(render, "worker")}
 
 
-def _env(render: Render, w: Workload) -> dict[str, str]:
-    container = w.containers[0]
-    env = dict(render.get("ConfigMap", container["envFrom"][0]["configMapRef"]["name"])["data"])
-    env.update({e["name"]: e.get("value", "<from secret>") for e in container.get("env", [])})
-    return env
-
-
-def _policy(render: Render, w: Workload) -> dict[str, Any]:
-    found = [p for p in render.of("NetworkPolicy") if selects(p["spec"]["podSelector"], w.labels)]
-    assert len(found) == 1, f"{render.case} {w.name}: {len(found)} NetworkPolicies"
-    return found[0]["spec"]
-
-
-def _ports(rule: dict[str, Any]) -> set[int]:
-    return {p["port"] for p in rule.get("ports", [])}
-
-
 def _overrides(render: Render) -> dict[str, Any]:
     triton = _translation(render, "triton")[0]
     return dict(json.loads(render.get("ConfigMap", f"{triton.name}-overrides")["data"]["overrides.json"]))
@@ -97,7 +67,7 @@ def test_gateway_serves_the_conference_service_on_tessera_port(renders: dict[str
     svc_values = render.values["capabilities"]["translation"]["service"]
     gw = _gateway(render)
     container = gw.containers[0]
-    env = _env(render, gw)
+    env = env_of(render, gw)
     assert svc_values["grpcService"] == SERVICE_NAME, "values name the gateway's gRPC service as the code does"
     assert container["args"] == ["serve", "translation"]
     tag = render.values["image"]["tag"] or yaml.safe_load((chartlib.CHART / "Chart.yaml").read_text())["appVersion"]
@@ -135,7 +105,7 @@ def test_workers_run_the_three_stages_of_the_code(renders: dict[str, Render], ca
     tls = render.values["tls"]["enabled"]
     for stage, w in workers.items():
         container = w.containers[0]
-        env = _env(render, w)
+        env = env_of(render, w)
         assert container["args"] == ["work", "translation", stage], f"{case} {w.name}"
         assert container["image"] == gateway_image, "the workers run from the gateway's image"
         port = int(env["TESSERA_PORT"])
@@ -150,7 +120,7 @@ def test_workers_run_the_three_stages_of_the_code(renders: dict[str, Render], ca
                 assert target["service"] == "", f"{case} {w.name}: a worker serves health only"
         startup = container["startupProbe"]
         assert startup["periodSeconds"] * startup["failureThreshold"] > 600, "mt waits up to 600 s for its models"
-        assert env["TESSERA_TRITON_URL"] == _env(render, _gateway(render))["TESSERA_TRITON_URL"]
+        assert env["TESSERA_TRITON_URL"] == env_of(render, _gateway(render))["TESSERA_TRITON_URL"]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -171,12 +141,12 @@ def test_worker_network_policies_allow_only_nats_their_triton_dns_and_the_collec
     else:
         nats_peers = values["networkPolicy"]["natsPeers"]
     for stage, w in _workers(render).items():
-        spec = _policy(render, w)
+        spec = policy_of(render, w)
         assert sorted(spec["policyTypes"]) == ["Egress", "Ingress"]
-        assert [(_ports(r), r["from"]) for r in spec["ingress"]] == [
+        assert [(rule_ports(r), r["from"]) for r in spec["ingress"]] == [
             ({values["metrics"]["port"]}, values["networkPolicy"]["metricsFrom"])
         ], f"{case} {stage}: only scrapes come in"
-        rules = {frozenset(_ports(r)): r["to"] for r in spec["egress"]}
+        rules = {frozenset(rule_ports(r)): r["to"] for r in spec["egress"]}
         want = {frozenset({53}), frozenset({values["triton"]["grpcPort"]}), frozenset({values["nats"]["port"]})}
         if values["otel"]["enabled"]:
             want.add(frozenset(OTLP))
@@ -195,10 +165,10 @@ def test_worker_network_policies_allow_only_nats_their_triton_dns_and_the_collec
 def test_gateway_takes_clients_and_reaches_nats(renders: dict[str, Render], case: str) -> None:
     render = renders[case]
     values = render.values
-    spec = _policy(render, _gateway(render))
-    grpc = [r for r in spec["ingress"] if _ports(r) == {values["capabilities"]["translation"]["service"]["port"]}]
+    spec = policy_of(render, _gateway(render))
+    grpc = [r for r in spec["ingress"] if rule_ports(r) == {values["capabilities"]["translation"]["service"]["port"]}]
     assert len(grpc) == 1 and grpc[0].get("from", []) == values["networkPolicy"]["clientFrom"]
-    assert values["nats"]["port"] in {p for r in spec["egress"] for p in _ports(r)}
+    assert values["nats"]["port"] in {p for r in spec["egress"] for p in rule_ports(r)}
 
 
 @pytest.mark.parametrize("case", ["a100", "full-features", "kserve-serverless"])
@@ -323,5 +293,5 @@ def test_kustomize_overlays_ship_translation() -> None:
             assert any(f.endswith(f"-{name}.yaml") and f.startswith("deployment") for f in files), f"{overlay}: {name}"
         triton = "inferenceservice" if overlay == "a100" else "deployment"
         assert f"{triton}-tessera-triton-translation.yaml" in files, overlay
-    a100 = {p.name for p in (k8s / "overlays" / "a100").glob("scaledobject-*.yaml")}
+    a100 = {p.name for p in (k8s / "overlays" / "a100").glob("scaledobject-tessera-translation-*.yaml")}
     assert a100 == {f"scaledobject-tessera-translation-{s}.yaml" for s in STAGES}

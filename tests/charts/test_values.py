@@ -30,7 +30,10 @@ BAD_VALUES: list[tuple[dict[str, str], str]] = [
     ({"settings.TESSERA_PORT": "1"}, "settings: Additional property TESSERA_PORT is not allowed"),
     ({"gpuPools.t4.gpu.count": "two"}, "gpuPools.t4.gpu.count: Invalid type. Expected: integer, given: string"),
     ({"tls.enabled": "true"}, "tls.secretName: String length must be greater than or equal to 1"),
-    ({"capabilities.monitoring.enabled": "true"}, "capabilities.monitoring is not yet built (status: planned)"),
+    (
+        {"capabilities.monitoring.status": "planned"},
+        "capabilities.monitoring is not yet built (status: planned)",
+    ),
     (
         {"capabilities.translation.service.settings.TESSERA_TRANSLATION_MAX_PARTICIPANTS": "1"},
         "TESSERA_TRANSLATION_MAX_PARTICIPANTS: Must be greater than or equal to 2",
@@ -51,14 +54,14 @@ BAD_VALUES: list[tuple[dict[str, str], str]] = [
         {"capabilities.translation.workers.asr.keda.consumer": "translation.asr"},
         "capabilities.translation.workers.asr.keda.consumer: Does not match pattern",
     ),
-    ({"nats.url": ""}, "capabilities.translation uses NATS JetStream: set nats.enabled=true or nats.url"),
+    ({"nats.url": ""}, "capabilities.monitoring uses NATS JetStream: set nats.enabled=true or nats.url"),
     (
         {"networkPolicy.natsPeers": "null"},
-        "capabilities.translation uses an external NATS (nats.url) with NetworkPolicies on",
+        "capabilities.monitoring uses an external NATS (nats.url) with NetworkPolicies on",
     ),
     (
         {"keda.enabled": "true", "nats.monitoringEndpoint": ""},
-        "capabilities.translation.workers.asr.keda needs the NATS monitoring endpoint",
+        "capabilities.monitoring.workers.audio.keda needs the NATS monitoring endpoint",
     ),
     (
         {"capabilities.translation.models.overrides.whisper.instanceCount": "2"},
@@ -91,7 +94,11 @@ BAD_VALUES: list[tuple[dict[str, str], str]] = [
     ({"image.pullPolicy": "Sometimes"}, "image.pullPolicy must be one of the following"),
     ({"capabilities.keyframes.service.port": "9090"}, "capabilities.keyframes.service.port and metrics.port are both"),
     (
-        {"capabilities.keyframes.enabled": "false", "capabilities.translation.enabled": "false"},
+        {
+            "capabilities.keyframes.enabled": "false",
+            "capabilities.monitoring.enabled": "false",
+            "capabilities.translation.enabled": "false",
+        },
         "no capability is enabled",
     ),
     ({"capabilities.Key-Frames.enabled": "true"}, 'Property name of "Key-Frames" does not match'),
@@ -142,16 +149,16 @@ def test_planned_capabilities_stay_off_and_reference_no_image() -> None:
     for path in [chartlib.CHART / "values.yaml", *chartlib.CHART.glob("values-*.yaml")]:
         values = yaml.safe_load(path.read_text())
         for name, cap in (values.get("capabilities") or {}).items():
-            if cap.get("status") == "planned" or name == "monitoring":
+            if cap.get("status") == "planned":
                 assert not cap.get("enabled"), f"{path.name}: {name} is not yet built"
                 assert "image" not in cap.get("service", {}), f"{path.name}: {name} names an image that does not exist"
 
 
 def test_built_capabilities_are_available_and_on_by_default() -> None:
-    """keyframes and translation exist (code, models, images): both are on in values.yaml and no file turns them off."""
+    """keyframes, monitoring and translation exist (code, models, images): on in values.yaml, no file turns one off."""
     for path in [chartlib.CHART / "values.yaml", *chartlib.CHART.glob("values-*.yaml")]:
         values = yaml.safe_load(path.read_text())
-        for name in ("keyframes", "translation"):
+        for name in ("keyframes", "monitoring", "translation"):
             cap = (values.get("capabilities") or {}).get(name, {})
             assert cap.get("enabled", True) is True and cap.get("status", "available") == "available", path.name
             if path.name == "values.yaml":
