@@ -38,6 +38,7 @@ from tessera.monitoring.evidence import Box, Context, stack_tokens
 from tessera.monitoring.fusion_net import FusionConfig, FusionNet
 from tessera.monitoring.vision import Yolo, fit
 from tessera.monitoring.yamnet import Yamnet, read_labels
+from tessera.runtime.model_repository import trained_up_to_date, write_trained
 
 VERSION = 8  # bump when the data or the recipe changes: it is part of the up-to-date key
 CLIPS_PER_KIND = {
@@ -232,17 +233,6 @@ def train(data: Dataset, config: TrainConfig, net_config: FusionConfig) -> tuple
     return net, metrics
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _write_with_digest(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-    path.with_name(path.name + ".sha256").write_text(f"{hashlib.sha256(data).hexdigest()}  {path.name}\n")
-
-
 def up_to_date_key(config: TrainConfig, net_config: FusionConfig) -> str:
     """Changes when the recipe, the network or any code that shapes the features changes."""
     here = Path(__file__).parent
@@ -256,12 +246,7 @@ def up_to_date_key(config: TrainConfig, net_config: FusionConfig) -> str:
 
 
 def is_up_to_date(folder: Path, key: str) -> bool:
-    weights, meta = folder / "av_fusion.pt", folder / "av_fusion.json"
-    for path in (weights, meta):
-        digest = path.with_name(path.name + ".sha256")
-        if not path.exists() or not digest.exists() or digest.read_text().split()[0] != _sha256(path):
-            return False
-    return bool(json.loads(meta.read_text()).get("key") == key)
+    return trained_up_to_date([folder / "av_fusion.pt"], folder / "av_fusion.json", key)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -289,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     total_s = time.perf_counter() - began
     folder.mkdir(parents=True, exist_ok=True)
     buffer = _state_bytes(net)
-    _write_with_digest(folder / "av_fusion.pt", buffer)
+    write_trained(folder / "av_fusion.pt", buffer)
     provenance = {
         "key": key,
         "model": "av_fusion",
@@ -307,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "seconds": {"features": round(features_s, 1), "total": round(total_s, 1)},
         "torch": torch.__version__,
     }
-    _write_with_digest(folder / "av_fusion.json", json.dumps(provenance, indent=1).encode())
+    write_trained(folder / "av_fusion.json", json.dumps(provenance, indent=1).encode())
     print(
         f"av_fusion: trained in {total_s:.0f} s ({features_s:.0f} s features) on {metrics['samples']}; "
         f"validation AUC {metrics['validation_auc']}, train AUC {metrics['train_auc']} -> {folder}"

@@ -163,3 +163,25 @@ def build(
             _place(origin, dest / "1" / weight.dest)
         built[name] = dest
     return built
+
+
+# --- what a training module writes (the other side of a ``trained`` weight) -------------------------------------
+
+
+def write_trained(path: Path, data: bytes) -> None:
+    """Write a trained file and its ``<file>.sha256`` (what ``build`` checks it against)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    path.with_name(path.name + ".sha256").write_text(f"{hashlib.sha256(data).hexdigest()}  {path.name}\n")
+
+
+def trained_up_to_date(files: list[Path], provenance: Path, key: str) -> bool:
+    """True when every file (provenance included) matches its ``.sha256`` and the provenance's ``key`` is ``key``:
+    a training module skips its work then."""
+    for path in [*files, provenance]:
+        digest = path.with_name(path.name + ".sha256")
+        if not path.is_file() or not digest.is_file():
+            return False
+        if digest.read_text().split()[0] != hashlib.sha256(path.read_bytes()).hexdigest():
+            return False
+    return bool(json.loads(provenance.read_text()).get("key") == key)
