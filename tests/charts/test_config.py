@@ -14,10 +14,12 @@ import yaml
 from manifests import Render, Workload, selects, workloads
 
 from tessera.keyframes.api import KeyframesSettings
+from tessera.monitoring.settings import MonitoringSettings
 from tessera.runtime import config
 from tessera.runtime.config import ServerSettings
 from tessera.translation import cascade
 from tessera.translation.api import TranslationSettings
+from tessera.triage.settings import TriageSettings
 
 CASES = list(chartlib.CASES)
 SCHEMA = json.loads((chartlib.CHART / "values.schema.json").read_text())
@@ -34,11 +36,15 @@ CHART_MANAGED = {
 
 
 # The capability's own settings class, per capability with one (read from the code).
-CAPABILITY_SETTINGS: dict[str, type[Any]] = {"keyframes": KeyframesSettings, "translation": TranslationSettings}
+CAPABILITY_SETTINGS: dict[str, type[Any]] = {
+    "keyframes": KeyframesSettings,
+    "monitoring": MonitoringSettings,
+    "translation": TranslationSettings,
+    "triage": TriageSettings,
+}
 SETTINGS_DEFINITIONS = [
     ("serverSettings", ServerSettings),
-    ("keyframesSettings", KeyframesSettings),
-    ("translationSettings", TranslationSettings),
+    *((f"{cap}Settings", cls) for cap, cls in sorted(CAPABILITY_SETTINGS.items())),
 ]
 
 
@@ -66,14 +72,10 @@ def test_schema_names_exactly_the_server_settings() -> None:
     assert not listed & CHART_MANAGED
 
 
-def test_schema_names_exactly_the_keyframes_settings() -> None:
-    listed = set(SCHEMA["definitions"]["keyframesSettings"]["properties"])
-    assert listed == env_names(KeyframesSettings), "values.schema.json vs KeyframesSettings"
-
-
-def test_schema_names_exactly_the_translation_settings() -> None:
-    listed = set(SCHEMA["definitions"]["translationSettings"]["properties"])
-    assert listed == env_names(TranslationSettings), "values.schema.json vs TranslationSettings"
+@pytest.mark.parametrize("cap", sorted(CAPABILITY_SETTINGS))
+def test_schema_names_exactly_each_capabilitys_settings(cap: str) -> None:
+    listed = set(SCHEMA["definitions"][f"{cap}Settings"]["properties"])
+    assert listed == env_names(CAPABILITY_SETTINGS[cap]), f"values.schema.json vs {CAPABILITY_SETTINGS[cap].__name__}"
 
 
 @pytest.mark.parametrize("cap", sorted(CAPABILITY_SETTINGS))

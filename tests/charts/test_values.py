@@ -98,6 +98,7 @@ BAD_VALUES: list[tuple[dict[str, str], str]] = [
             "capabilities.keyframes.enabled": "false",
             "capabilities.monitoring.enabled": "false",
             "capabilities.translation.enabled": "false",
+            "capabilities.triage.enabled": "false",
         },
         "no capability is enabled",
     ),
@@ -155,10 +156,10 @@ def test_planned_capabilities_stay_off_and_reference_no_image() -> None:
 
 
 def test_built_capabilities_are_available_and_on_by_default() -> None:
-    """keyframes, monitoring and translation exist (code, models, images): on in values.yaml, no file turns one off."""
+    """The built capabilities exist (code, models, images): on in values.yaml, and no values file turns one off."""
     for path in [chartlib.CHART / "values.yaml", *chartlib.CHART.glob("values-*.yaml")]:
         values = yaml.safe_load(path.read_text())
-        for name in ("keyframes", "monitoring", "translation"):
+        for name in ("keyframes", "monitoring", "translation", "triage"):
             cap = (values.get("capabilities") or {}).get(name, {})
             assert cap.get("enabled", True) is True and cap.get("status", "available") == "available", path.name
             if path.name == "values.yaml":

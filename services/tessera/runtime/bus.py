@@ -463,6 +463,16 @@ class Bus:
             await sub.unsubscribe()
         return found
 
+    async def last_message(self, stream: str, subject: str) -> bytes | None:
+        """The payload of the newest message stored on ``subject`` (a direct lookup by subject, no consumer), or
+        None when the stream holds none."""
+        with bus_errors(f"last message on {subject!r}"):
+            try:
+                message = await self._js.get_last_msg(stream, subject)
+            except nats.js.errors.NotFoundError:
+                return None
+        return bytes(message.data or b"")
+
     async def key_value(self, bucket: str, *, history: int = 1) -> KeyValueTable:
         """The key-value bucket ``bucket``, created on first use."""
         with bus_errors(f"key-value bucket {bucket}"):
