@@ -75,6 +75,18 @@ def find_disc(rgb: NDArray[np.uint8]) -> tuple[float, float]:
     return float(x), float(y)
 
 
+def square(rgb: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    """Pad the short side with black, centred: a 4:3 fundus camera frame keeps its round field round."""
+    height, width = rgb.shape[:2]
+    if height == width:
+        return rgb
+    side = max(height, width)
+    out = np.zeros((side, side, 3), np.uint8)
+    top, left = (side - height) // 2, (side - width) // 2
+    out[top : top + height, left : left + width] = rgb
+    return out
+
+
 @dataclass(frozen=True)
 class Oriented:
     frame: NDArray[np.uint8]  # SIZE x SIZE RGB, disc on the left
@@ -85,9 +97,9 @@ class Oriented:
 def orient(rgb: NDArray[np.uint8]) -> Oriented:
     """RGB of any size -> the normalised frame. A disc above or below the centre is reported, not corrected:
     superior and inferior cannot be told apart then."""
-    frame = rgb
-    if rgb.shape[0] != SIZE or rgb.shape[1] != SIZE:
-        frame = np.asarray(cv2.resize(rgb, (SIZE, SIZE), interpolation=cv2.INTER_AREA), dtype=np.uint8)
+    frame = square(rgb)
+    if frame.shape[0] != SIZE:
+        frame = np.asarray(cv2.resize(frame, (SIZE, SIZE), interpolation=cv2.INTER_AREA), dtype=np.uint8)
     x, y = find_disc(frame)
     dx, dy = x - SIZE / 2, y - SIZE / 2
     rotated = ""

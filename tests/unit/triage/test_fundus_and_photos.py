@@ -98,3 +98,15 @@ def test_grayscale_wrong_format_and_tiny_images_are_refused() -> None:
         with pytest.raises(photos.PhotoError) as caught:
             photos.decode(data, enc, 0, 0, LIMITS)  # type: ignore[arg-type]
         assert caught.value.reason == reason
+
+
+def test_a_wide_camera_frame_is_padded_not_stretched() -> None:
+    rng = np.random.default_rng(9)
+    sample = fundus.synthesise({}, rng)
+    wide = np.zeros((256, 342, 3), np.uint8)  # a 4:3 frame with the round field in the middle
+    wide[:, 43:299] = sample.image
+    oriented = fundus.orient(wide)
+    assert oriented.frame.shape == (256, 256, 3) and not oriented.rotated
+    assert oriented.mirrored == sample.mirrored
+    field = oriented.frame[128, :, 0] > 20  # the field's width along the middle row, in the normalised frame
+    assert 0.6 < field.mean() < 0.85, field.mean()  # stretched, it would fill the row
