@@ -41,16 +41,31 @@ async def _count(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) ->
         yield str(i).encode()
 
 
+async def _ticks(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[bytes]:
+    while True:  # a live feed: it ends only when its client or the server ends it
+        yield b"tick"
+        await asyncio.sleep(0.05)
+
+
+async def _sink(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+    count = 0
+    async for _ in requests:
+        count += 1
+    return str(count).encode()
+
+
 def _add_echo(_servicer: Any, server: grpc.aio.Server) -> None:
     handlers = {
         "Echo": grpc.unary_unary_rpc_method_handler(_echo),
         "Count": grpc.unary_stream_rpc_method_handler(_count),
+        "Ticks": grpc.unary_stream_rpc_method_handler(_ticks),
+        "Sink": grpc.stream_unary_rpc_method_handler(_sink),
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
 
 
 async def _start(**overrides: Any) -> TesseraServer:
-    settings = ServerSettings(port=0, drain_delay_s=0.5, grace_s=5.0, **overrides)
+    settings = ServerSettings(**{"port": 0, "drain_delay_s": 0.5, "grace_s": 5.0, **overrides})
     return await build_server(settings, [ServiceRegistration(SERVICE, _add_echo, None)])
 
 
@@ -198,5 +213,49 @@ async def test_tls(self_signed: tuple[Path, Path]) -> None:
             with pytest.raises(grpc.aio.AioRpcError) as caught:
                 await _echo_call(plain)(b"x", timeout=3)
             assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        await srv.server.stop(0)
+
+
+async def test_drain_ends_open_streams_with_draining_after_the_capability_delivered() -> None:
+    """Streams end right after the drain delay and the on_drain hooks, not when the grace period runs out."""
+    from tessera.runtime.rpc_client import RpcCallError
+
+    srv = await _start(drain_delay_s=0.3, grace_s=30.0)
+    hook_done: list[float] = []
+
+    async def deliver_in_flight() -> None:
+        await asyncio.sleep(0.3)
+        hook_done.append(asyncio.get_running_loop().time())
+
+    srv.on_drain.append(deliver_in_flight)
+    loop = asyncio.get_running_loop()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{srv.port}") as channel:
+            ticks = channel.unary_stream(f"/{SERVICE}/Ticks")(b"")
+            assert await ticks.read() == b"tick"
+
+            async def forever() -> AsyncIterator[bytes]:
+                # A client that has sent and is not writing when the drain comes (a writing client's own write
+                # fails first in grpc-python and masks the status as INTERNAL "Internal error from Core").
+                yield b"frame"
+                await asyncio.Event().wait()
+
+            sink = channel.stream_unary(f"/{SERVICE}/Sink")(forever())
+            began = loop.time()
+            drain = asyncio.ensure_future(srv.drain())
+            with pytest.raises(grpc.aio.AioRpcError) as streamed:
+                while True:
+                    await ticks.read()
+            ended = loop.time()
+            with pytest.raises(grpc.aio.AioRpcError) as sunk:
+                await sink
+            for caught in (streamed.value, sunk.value):
+                error = RpcCallError.from_rpc("x", caught, 1)
+                assert error.code == grpc.StatusCode.UNAVAILABLE and error.reason == "DRAINING", error
+                assert "reconnect" in error.message
+            assert hook_done and ended >= hook_done[0] - 0.01, "the capability delivered before the cut"
+            assert ended - began < 5.0, "streams end after the delay and the hooks, not after the 30 s grace"
+            await asyncio.wait_for(drain, 10)
     finally:
         await srv.server.stop(0)

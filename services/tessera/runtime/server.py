@@ -2,6 +2,10 @@
 
 Every Tessera service is built by ``build_server`` so that these behaviours exist once. A servicer raises
 ``TesseraError`` subclasses; the interceptor here turns them into statuses with field violations.
+
+Drain (SIGTERM): NOT_SERVING for ``drain_delay_s`` so load balancers move new calls away; then the capability's
+``on_drain`` hooks deliver what is in flight on its streams; then every open stream ends with UNAVAILABLE, reason
+``DRAINING`` (a client reconnects at once: another replica serves it); unary calls get ``grace_s`` to finish.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from prometheus_client import Counter, Histogram, start_http_server
 
 from tessera.runtime import deadlines
 from tessera.runtime.config import ServerSettings
-from tessera.runtime.errors import TesseraError, to_grpc_status
+from tessera.runtime.errors import TesseraError, Unavailable, to_grpc_status
 from tessera.runtime.telemetry import current_trace_id
 
 log = logging.getLogger("tessera.server")
@@ -121,8 +125,62 @@ class BearerAuthInterceptor(grpc.aio.ServerInterceptor):
         return _rewrap(handler, wrap)
 
 
+DRAINING_MESSAGE = "the server is draining: reconnect now, another replica serves the call"
+
+
+def draining_error() -> Unavailable:
+    return Unavailable(DRAINING_MESSAGE, reason="DRAINING")
+
+
+async def _until_drained(items: AsyncIterator[Any], draining: asyncio.Event) -> AsyncIterator[Any]:
+    """``items`` until they end or ``draining`` is set; then the handler is cancelled and the stream ends with
+    UNAVAILABLE/DRAINING instead of hanging until the grace period cuts it."""
+    iterator = items.__aiter__()
+    drained = asyncio.ensure_future(draining.wait())
+    try:
+        while True:
+            step = asyncio.ensure_future(iterator.__anext__())
+            await asyncio.wait({step, drained}, return_when=asyncio.FIRST_COMPLETED)
+            if not step.done():
+                step.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await step
+                raise draining_error()
+            try:
+                item = step.result()
+            except StopAsyncIteration:
+                return
+            yield item
+    finally:
+        drained.cancel()
+        closer = getattr(iterator, "aclose", None)
+        if closer is not None:
+            with contextlib.suppress(Exception):
+                await closer()
+
+
+async def _unless_drained(call: Awaitable[Any], draining: asyncio.Event) -> Any:
+    """A client-streaming call's result, or UNAVAILABLE/DRAINING once ``draining`` is set (the handler cancelled)."""
+    task = asyncio.ensure_future(call)
+    drained = asyncio.ensure_future(draining.wait())
+    try:
+        await asyncio.wait({task, drained}, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        raise draining_error()
+    finally:
+        drained.cancel()
+
+
 class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
-    """Metrics by method and code, the client's deadline made current, and domain errors mapped to statuses."""
+    """Metrics by method and code, the client's deadline made current, domain errors mapped to statuses, and
+    streams ended with UNAVAILABLE/DRAINING when the server drains."""
+
+    def __init__(self, draining: asyncio.Event | None = None) -> None:
+        self.draining = draining or asyncio.Event()
 
     async def intercept_service(
         self,
@@ -134,18 +192,22 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
             return handler
         method = handler_call_details.method
 
-        def wrap(behavior: Behavior, _request_streaming: bool, response_streaming: bool) -> Behavior:
+        draining = self.draining
+
+        def wrap(behavior: Behavior, request_streaming: bool, response_streaming: bool) -> Behavior:
             if response_streaming:
 
                 async def streaming(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
                     async with _observed(method, context):
-                        async for item in behavior(request, context):
+                        async for item in _until_drained(behavior(request, context), draining):
                             yield item
 
                 return streaming
 
             async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
                 async with _observed(method, context):
+                    if request_streaming:  # a client stream lasts as long as its client: cut it on drain
+                        return await _unless_drained(behavior(request, context), draining)
                     return await behavior(request, context)
 
             return unary
@@ -196,13 +258,17 @@ class TesseraServer:
     unready: set[str] = field(default_factory=set)  # services still waiting for their dependencies
     started: asyncio.Event = field(default_factory=asyncio.Event)  # every on_start hook has returned
     drained: bool = False
+    draining: asyncio.Event = field(default_factory=asyncio.Event)  # set: open streams end with UNAVAILABLE/DRAINING
+    # Awaited after the drain delay and before streams are ended: a capability delivers what is in flight on them.
+    on_drain: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def set_serving(self, serving: bool, service: str = "") -> None:
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         await self.health.set(service, status)
 
     async def drain(self) -> None:
-        """Report NOT_SERVING, wait so load balancers notice, then stop accepting and let in-flight calls finish."""
+        """Report NOT_SERVING, wait so load balancers notice, let the capability deliver what is in flight on its
+        streams, end the streams with UNAVAILABLE/DRAINING, then stop accepting and let unary calls finish."""
         if self.drained:
             return
         self.drained = True
@@ -211,7 +277,14 @@ class TesseraServer:
         )
         await self.health.enter_graceful_shutdown()
         await asyncio.sleep(self.settings.drain_delay_s)
-        await self.server.stop(self.settings.grace_s)
+        began = time.monotonic()
+        for hook in self.on_drain:
+            try:
+                await asyncio.wait_for(hook(), max(0.0, self.settings.grace_s - (time.monotonic() - began)))
+            except Exception:  # TimeoutError included: the streams end regardless
+                log.exception("drain hook failed; ending streams anyway")
+        self.draining.set()
+        await self.server.stop(max(0.0, self.settings.grace_s - (time.monotonic() - began)))
         for task in self.background:
             task.cancel()
 
@@ -244,7 +317,8 @@ async def build_server(
     interceptors: list[grpc.aio.ServerInterceptor] = [aio_server_interceptor()]  # type: ignore[no-untyped-call]
     if settings.auth_token:
         interceptors.append(BearerAuthInterceptor(settings.auth_token))
-    interceptors.append(ObservabilityInterceptor())
+    draining = asyncio.Event()
+    interceptors.append(ObservabilityInterceptor(draining))
     interceptors.extend(extra_interceptors)
     server = grpc.aio.server(
         interceptors=interceptors,
@@ -276,4 +350,4 @@ async def build_server(
     for name in ["", *names]:
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("serving %s on %s:%d", ", ".join(names) or "grpc.health.v1 only", settings.host, port)
-    return TesseraServer(server, health, settings, port, names)
+    return TesseraServer(server, health, settings, port, names, draining=draining)

@@ -33,6 +33,8 @@ class Capability:
     services: list[ServiceRegistration]
     on_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     on_start: list[Callable[[TesseraServer], Awaitable[None]]] = field(default_factory=list)
+    # On SIGTERM, after the drain delay: deliver what is in flight on the service's streams before they end.
+    on_drain: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def close(self) -> None:
         for closer in reversed(self.on_close):
@@ -126,6 +128,7 @@ def factory_for(name: str) -> CapabilityFactory:
 async def start(name: str, settings: config.ServerSettings) -> tuple[Capability, TesseraServer]:
     capability = await factory_for(name)(settings)
     server = await build_server(settings, capability.services)
+    server.on_drain.extend(capability.on_drain)
     for hook in capability.on_start:
         await hook(server)
     server.started.set()
