@@ -42,6 +42,12 @@ DESCRIPTIONS = {
     "one frame, done when its detections come back from the detector worker; shed frames are errors.",
     "translation": "Conference utterances of real speech (real-time paced) into the ASR -> MT -> TTS cascade; one "
     "request is one utterance; segment rows are per segment and listener language.",
+    "triage": "Assess on synthetic fundus photographs (one per grade, PNG, encoded once; cold warm-up pass first): "
+    "decode, triage_captioner, triage_reasoner and the audit record; a referral as not a fundus is an error.",
+    "triage_captioner": "The triage captioner alone, straight through tritonclient (one 256 px fundus photograph in "
+    "the normalised frame per request).",
+    "triage_reasoner": "The triage reasoner alone, straight through tritonclient (one findings text per request, as "
+    "the captioner wrote it).",
 }
 
 
@@ -290,7 +296,55 @@ def cpu_profile(scenarios: dict[str, Any], overhead: dict[str, Any]) -> dict[str
             "source": f"measured by make loadtest {stamp}: gateway, detector and fusion workers' CPU per ingested "
             "frame (JPEG decode, publish, fusion; the detector model itself runs in Triton)",
         }
+    tri = scenarios.get("triage")
+    if tri:
+        models |= _triage_models(tri, stamp)
+        if tri.get("decode_ms_per_image") is not None:
+            costs["triage_decode_ms_per_image"] = {
+                "value": tri["decode_ms_per_image"],
+                "source": f"measured by make loadtest {stamp}: the service's decode and orientation of one "
+                f"photograph (photos.decode + fundus.orient, thread CPU time; {tri['request']['images']})",
+            }
+        cpu = tri["cpu_s_by_process"].get("triage")
+        if cpu is not None and tri.get("requests"):
+            images = tri["request"]["images_per_request"]
+            decode_ms = float(tri.get("decode_ms_per_image") or 0.0)
+            costs["triage_ms_per_assessment"] = {
+                "value": max(0.0, cpu * 1000 / tri["requests"] - images * decode_ms),
+                "source": f"measured by make loadtest {stamp}: triage service CPU per Assess of {images} image(s), "
+                "less their decode (triage_decode_ms_per_image): gRPC, checks, model calls, audit publish",
+            }
     return {"generated": stamp, "models": models, "cpu_costs": costs}
+
+
+def _triage_models(tri: dict[str, Any], stamp: str) -> dict[str, Any]:
+    """CPU-class profiles of the triage models from the scenario's direct-Triton calls (concurrency 1)."""
+    import statistics
+
+    units = {"triage_captioner": "images", "triage_reasoner": "assessments"}
+    models: dict[str, Any] = {}
+    for model, unit in units.items():
+        calls = (tri.get("direct_triton") or {}).get(model) or []
+        pairs = [(float(c[unit]), float(c["ms"])) for c in calls]
+        if len(pairs) < 2:
+            continue
+        fixed, per_unit = linear_fit(pairs)
+        means = [fixed + per_unit * x for x, _ in pairs]
+        ratios = [y / m for (_, y), m in zip(pairs, means, strict=True) if m > 0]
+        models[model] = {
+            "unit": unit,
+            "profiles": {
+                "cpu": {
+                    "fixed_ms": fixed,
+                    "per_unit_ms": per_unit,
+                    "scv": statistics.pvariance(ratios) / statistics.fmean(ratios) ** 2,
+                    "measured": True,
+                    "source": f"measured by make loadtest {stamp}: reference model alone through tritonclient, "
+                    f"concurrency 1, {len(pairs)} calls of {sorted({int(x) for x, _ in pairs})} {unit}",
+                }
+            },
+        }
+    return models
 
 
 def wait_until_quiet(threshold: float, max_wait_s: float, poll_s: float = 60.0) -> dict[str, Any]:

@@ -6,7 +6,11 @@ Stations, each a model of a capability:
   detection cache off, so every call runs the detector;
 - ``object_detector`` (monitoring): one camera frame of real video (OpenCV's ``vtest.avi``, longest side 640 px);
 - ``audio_events`` (monitoring): one 0.98 s window of real speech (16 kHz) through YAMNet. Milliseconds per call,
-  so a run of seconds holds thousands of requests: the station whose p95 a short run measures best.
+  so a run of seconds holds thousands of requests: the station whose p95 a short run measures best;
+- ``triage_captioner`` (triage): one synthetic fundus photograph of the triage scenario's pool (one per grade) in
+  the normalised frame, as the service sends it;
+- ``triage_reasoner`` (triage): the captioner's findings text of one of those photographs (read from the
+  captioner once in setup), empty clinical text.
 
 Nothing of the services is around them: a request is one Triton inference, served by the model's instances in
 Triton's queue, which is the M/G/c station of the planner (servers = the model's instance count).
@@ -23,10 +27,12 @@ import tritonclient.grpc.aio as triton_aio
 from numpy.typing import NDArray
 from tritonclient.grpc import InferInput, InferRequestedOutput
 
+from loadtest.scenarios import triage
 from loadtest.scenarios.keyframes import scenario_video, video_path
 from loadtest.stack import Target
 from tessera.keyframes.baselines import uniform_indices
 from tessera.keyframes.frame_source import VideoFrameSource
+from tessera.triage.contracts import CAPTIONER, REASONER
 
 ROOT = Path(__file__).resolve().parents[2]
 CAMERA_VIDEO = ROOT / "build" / "media" / "opencv-doc" / "vtest.avi"
@@ -39,7 +45,7 @@ class ModelScenario:
     options: dict[str, Any]
     timeout_s: float
     name: str = ""
-    frames: NDArray[Any] | None = None  # inputs taken in turn: images (uint8) or audio windows (float32)
+    frames: NDArray[Any] | None = None  # inputs taken in turn: images (uint8), audio windows (float32) or texts
     triton: triton_aio.InferenceServerClient | None = None
     instances: int = 1
     _turn: int = 0
@@ -66,6 +72,13 @@ class ModelScenario:
             candidates = max(1, int(video.duration_s))
             source = VideoFrameSource(video_path(video), "model", 1.0, 320, None)
             self.frames = await source.frames(uniform_indices(candidates, min(candidates, 16)))
+        elif self.model in (CAPTIONER, REASONER):
+            self.frames = triage.frames_of(triage.fundus_pool(int(self.options.get("seed", triage.SEED))))
+            if self.model == REASONER:  # what the captioner writes about each photograph, one text per row
+                result = await self.triton.infer(
+                    CAPTIONER, triage.captioner_inputs(self.frames), outputs=[InferRequestedOutput("FINDINGS")]
+                )
+                self.frames = np.array([[bytes(t)] for t in result.as_numpy("FINDINGS").reshape(-1)], np.object_)
         else:
             from tessera.monitoring import analysis
 
@@ -89,6 +102,10 @@ class ModelScenario:
             query = InferInput("QUERY", [1, 1], "BYTES")
             query.set_data_from_numpy(np.array([[b"a person"]], dtype=np.object_))
             inputs, output, parameters = [frames, query], "SCORES", {"feature_cache": False}
+        elif self.model == CAPTIONER:
+            inputs, output, parameters = triage.captioner_inputs(frame), "FINDINGS", None
+        elif self.model == REASONER:
+            inputs, output, parameters = triage.reasoner_inputs(frame[0, 0]), "PROBS", None
         else:
             images = InferInput("IMAGES", list(frame.shape), "UINT8")
             images.set_data_from_numpy(frame)

@@ -155,6 +155,36 @@ def test_linear_fit_and_cpu_profile() -> None:
     assert out["cpu_costs"]["gateway_ms_per_speech_s"]["value"] == pytest.approx(100.0)
 
 
+def test_cpu_profile_of_triage() -> None:
+    captioner = [{"images": 1.0, "ms": 15.0}, {"images": 4.0, "ms": 45.0}] * 3  # 5 ms + 10 ms per image
+    scenarios = {
+        "triage": {
+            "levels": [],
+            "request": {"images_per_request": 2, "images": "5 synthetic fundus photographs"},
+            "cpu_s_by_process": {"triage": 2.4, "triton": 9.0},
+            "requests": 100,
+            "decode_ms_per_image": 4.0,
+            "direct_triton": {
+                "triage_captioner": captioner,
+                "triage_reasoner": [{"assessments": 1.0, "ms": 5.0}] * 4,
+            },
+        }
+    }
+    out = cpu_profile(scenarios, {})
+    cap = out["models"]["triage_captioner"]
+    assert cap["unit"] == "images" and cap["profiles"]["cpu"]["measured"]
+    assert cap["profiles"]["cpu"]["fixed_ms"] == pytest.approx(5.0)
+    assert cap["profiles"]["cpu"]["per_unit_ms"] == pytest.approx(10.0)
+    assert cap["profiles"]["cpu"]["scv"] == pytest.approx(0.0, abs=1e-12)
+    reasoner = out["models"]["triage_reasoner"]["profiles"]["cpu"]
+    assert reasoner["per_unit_ms"] == pytest.approx(5.0) and reasoner["fixed_ms"] == 0.0
+    costs = out["cpu_costs"]
+    assert costs["triage_decode_ms_per_image"]["value"] == pytest.approx(4.0)
+    # 2.4 CPU-s of the service over 100 assessments = 24 ms each, less 2 images x 4 ms of decode
+    assert costs["triage_ms_per_assessment"]["value"] == pytest.approx(16.0)
+    assert all(c["source"].startswith("measured") for c in costs.values())
+
+
 def test_open_levels_from_fractions_and_from_cameras() -> None:
     from loadtest.run import open_levels
 

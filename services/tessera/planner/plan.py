@@ -6,7 +6,7 @@ Inputs are plain mappings (the CLI reads them from YAML/JSON tables; nothing her
   node, utilisation cap), ``placement`` (model -> pool, mirroring the Helm chart's ``capabilities.*.models.pool``),
   ``models`` (per model: the unit of work and one cost profile per accelerator, each with its ``source``) and
   ``cpu`` (CPU costs of the services themselves, per unit of work);
-- ``workload``: named workloads of three kinds: ``conference``, ``keyframes``, ``camera``.
+- ``workload``: named workloads of four kinds: ``conference``, ``keyframes``, ``camera``, ``triage``.
 
 Each pool is one M/G/c station: a Triton replica holds every model of its capability on one device, so all of a
 pool's models share its servers (devices x streams per device); the wait is the pool's, the service time each
@@ -316,10 +316,40 @@ def camera_demand(name: str, w: Mapping[str, Any], tables: Tables) -> tuple[list
     )
 
 
+def triage_demand(name: str, w: Mapping[str, Any], tables: Tables) -> tuple[list[Demand], list[CpuDemand]]:
+    """Triage ``Assess``: one ``triage_captioner`` request of all the assessment's photographs, then one
+    ``triage_reasoner`` request of its findings text, unless the photographs are referred as not a fundus.
+
+    ``per_s`` assessments per second, ``images_per_assessment`` photographs each (the service takes 1 to
+    TESSERA_TRIAGE_MAX_IMAGES), ``out_of_distribution_fraction`` of them referred before the reasoner (default 0).
+    The service's CPU: each photograph's decode and orientation, plus a per-assessment part.
+    """
+    where = f"workloads.{name}"
+    rate = _num(w, "per_s", where)
+    images = _num(w, "images_per_assessment", where, 1)
+    if images < 1:
+        raise PlanError(f"{where}.images_per_assessment: must be >= 1")
+    ood = _num(w, "out_of_distribution_fraction", where, 0.0)
+    if ood > 1:
+        raise PlanError(f"{where}.out_of_distribution_fraction: must be in [0, 1]")
+    demands = [
+        Demand(name, "triage_captioner", rate, images, _slo(w, "triage_captioner", where)),
+        Demand(name, "triage_reasoner", rate * (1 - ood), 1.0, _slo(w, "triage_reasoner", where)),
+    ]
+    decode_ms, decode_src = _cpu(tables, "triage_decode_ms_per_image")
+    assess_ms, assess_src = _cpu(tables, "triage_ms_per_assessment")
+    cpu = [
+        CpuDemand(name, "triage: decode", rate * images * decode_ms / 1000, decode_src),
+        CpuDemand(name, "triage: per assessment", rate * assess_ms / 1000, assess_src),
+    ]
+    return demands, cpu
+
+
 _DEMANDS: dict[str, Callable[[str, Mapping[str, Any], Tables], tuple[list[Demand], list[CpuDemand]]]] = {
     "conference": conference_demand,
     "keyframes": keyframes_demand,
     "camera": camera_demand,
+    "triage": triage_demand,
 }
 
 
@@ -461,11 +491,11 @@ def plan(workload: Mapping[str, Any], tables: Tables, placement: Mapping[str, st
 
 
 def scaled_workload(workload: Mapping[str, Any], factor: float) -> dict[str, Any]:
-    """The same mix with every volume (counts, query rates) multiplied by ``factor``."""
+    """The same mix with every volume (counts, query and assessment rates) multiplied by ``factor``."""
     out: dict[str, Any] = {"workloads": {}}
     for name, w in (workload.get("workloads") or {}).items():
         scaled = dict(w)
-        for key in ("count", "per_minute"):
+        for key in ("count", "per_minute", "per_s"):
             if key in scaled:
                 scaled[key] = float(scaled[key]) * factor
         out["workloads"][name] = scaled

@@ -144,3 +144,96 @@ def test_latency_curve_rises_with_load_and_table_renders() -> None:
     assert "| a10 | a10 |" in text and "frame_relevance" in text and "$" in text
     data = render.as_dict(result)
     assert data["pools"][0]["models"] and data["cost_per_hour"] == pytest.approx(result.cost_per_hour)
+
+
+# -- the triage workload kind, on small hand-made tables -------------------------------------------------------------
+
+TRIAGE_TABLES: dict[str, Any] = {
+    "accelerators": {"cpu": {"memory_gib": 0, "price_per_hour": None, "source": "test"}},
+    "pools": {"cpu": {"accelerator": "cpu", "devices_per_node": 1, "max_utilisation": 0.5}},
+    "placement": {"triage_captioner": "cpu", "triage_reasoner": "cpu"},
+    "models": {
+        "triage_captioner": {
+            "unit": "images",
+            "profiles": {"cpu": {"fixed_ms": 5, "per_unit_ms": 10, "scv": 0.1, "source": "hand-made"}},
+        },
+        "triage_reasoner": {
+            "unit": "assessments",
+            "profiles": {"cpu": {"per_unit_ms": 5, "scv": 0.1, "source": "hand-made"}},
+        },
+    },
+    "cpu": {
+        "cores_per_node": 8,
+        "max_utilisation": 0.7,
+        "costs": {
+            "triage_decode_ms_per_image": {"value": 4.0, "source": "hand-made"},
+            "triage_ms_per_assessment": {"value": 8.0, "source": "hand-made"},
+        },
+    },
+}
+TRIAGE_WORKLOAD: dict[str, Any] = {
+    "workloads": {
+        "clinics": {
+            "kind": "triage",
+            "per_s": 40,  # assessments per second
+            "images_per_assessment": 2,
+            "out_of_distribution_fraction": 0.1,  # referred as not a fundus: no reasoner call
+            "slo_p95_ms": {"triage_captioner": 2000, "triage_reasoner": 2000},
+        }
+    }
+}
+
+
+def test_triage_demand_by_hand() -> None:
+    tables = load_tables(TRIAGE_TABLES)
+    result = plan(TRIAGE_WORKLOAD, tables)
+    (cpu,) = result.pools
+    captioner = next(m for m in cpu.models if m.model == "triage_captioner")
+    reasoner = next(m for m in cpu.models if m.model == "triage_reasoner")
+    # captioner: one call per assessment with both images, 5 + 10 x 2 = 25 ms; reasoner: 90% of assessments, 5 ms
+    assert captioner.requests_per_s == pytest.approx(40.0) and captioner.units_per_request == pytest.approx(2.0)
+    assert captioner.service_ms == pytest.approx(25.0)
+    assert reasoner.requests_per_s == pytest.approx(36.0) and reasoner.units_per_request == pytest.approx(1.0)
+    assert reasoner.service_ms == pytest.approx(5.0)
+    # offered load 40 x 0.025 + 36 x 0.005 = 1.18 servers busy; at most 50% each: ceil(1.18 / 0.5) = 3 devices
+    assert cpu.devices == 3 and cpu.limited_by == "utilisation"
+    assert cpu.utilisation == pytest.approx(1.18 / 3)
+    assert captioner.meets_slo and reasoner.meets_slo
+    # service CPU: 40/s x 2 images x 4 ms = 0.32 cores of decode, 40/s x 8 ms = 0.32 cores per assessment
+    items = {c.item: c.cpu_cores for c in result.cpu.items}
+    assert items == pytest.approx({"triage: decode": 0.32, "triage: per assessment": 0.32})
+    assert result.cpu.cores == pytest.approx(0.64) and result.cpu.nodes == 1
+    doubled = plan(scaled_workload(TRIAGE_WORKLOAD, 2.0), tables)  # per_s is the volume that scales
+    assert doubled.pools[0].models[0].requests_per_s == pytest.approx(80.0)
+    assert doubled.pools[0].devices == math.ceil(2 * 1.18 / 0.5)
+
+
+def test_triage_defaults_and_shipped_tables() -> None:
+    workload = copy.deepcopy(TRIAGE_WORKLOAD)
+    del workload["workloads"]["clinics"]["images_per_assessment"]
+    del workload["workloads"]["clinics"]["out_of_distribution_fraction"]
+    (cpu,) = plan(workload, load_tables(TRIAGE_TABLES)).pools
+    assert {m.model: m.requests_per_s for m in cpu.models} == pytest.approx(
+        {"triage_captioner": 40.0, "triage_reasoner": 40.0}
+    )
+    assert next(m for m in cpu.models if m.model == "triage_captioner").service_ms == pytest.approx(15.0)
+    shipped = plan(TRIAGE_WORKLOAD, load_tables(TABLES))  # the shipped tables place both models on the CPU pool
+    assert [p.pool for p in shipped.pools] == ["cpu"]
+    assert {m.model for m in shipped.pools[0].models} == {"triage_captioner", "triage_reasoner"}
+    assert any("triage: decode" in note for note in shipped.notes)  # CPU cost not measured yet: said
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("images_per_assessment", 0, "images_per_assessment: must be >= 1"),
+        ("out_of_distribution_fraction", 1.5, r"out_of_distribution_fraction: must be in \[0, 1\]"),
+        ("per_s", -1, "per_s: must be a finite number >= 0"),
+        ("slo_p95_ms", {"triage_captioner": 100}, "no SLO for 'triage_reasoner'"),
+    ],
+)
+def test_bad_triage_workloads_name_the_entry(key: str, value: Any, message: str) -> None:
+    workload = copy.deepcopy(TRIAGE_WORKLOAD)
+    workload["workloads"]["clinics"][key] = value
+    with pytest.raises(PlanError, match=message):
+        plan(workload, load_tables(TRIAGE_TABLES))
