@@ -51,7 +51,8 @@ from tessera.keyframes.video import probe
 from tessera.runtime import model_repository
 from tessera.runtime.errors import TesseraError
 from tessera.runtime.inference import TritonClient
-from tessera.runtime.processes import TritonServer, start_triton
+from tessera.runtime.processes import TritonServer
+from tessera.runtime.stack import LocalStack
 
 ROOT = generate.ROOT
 RESULTS_DIR = ROOT / "benchmarks" / "results"
@@ -414,16 +415,21 @@ def machine() -> dict[str, Any]:
 
 
 class Triton:
-    """Our own tritonserver (free ports, own repository), restarted if it dies under us (a shared machine)."""
+    """Our own tritonserver (a runtime.stack.LocalStack with no services: free ports, its own repository under
+    ``work``), restarted if it dies under us (a shared machine)."""
 
-    def __init__(self, repo: Path, work: Path) -> None:
-        self.repo, self.work = repo, work
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.stack: LocalStack | None = None
         self.server: TritonServer | None = None
         self.starts = 0
 
     def start(self) -> TritonServer:
         began = time.perf_counter()
-        self.server = start_triton(self.repo, self.work, self.work / "triton.log", models=[MODEL], timeout_s=240)
+        self.stack = LocalStack.on_free_ports(self.work, [], models=[MODEL])
+        self.stack.start()
+        assert self.stack.triton is not None
+        self.server = self.stack.triton
         self.starts += 1
         took = time.perf_counter() - began
         print(f"[bench] tritonserver on {self.server.grpc_url} (ready in {took:.1f} s)", file=sys.stderr)
@@ -433,9 +439,10 @@ class Triton:
         return self.server is not None and self.server.process.alive()
 
     def stop(self) -> None:
-        if self.server is not None:
-            self.server.stop()
-            self.server = None
+        if self.stack is not None:
+            self.stack.stop()
+        self.stack = None
+        self.server = None
 
 
 @dataclass(frozen=True)
@@ -604,12 +611,10 @@ def main(argv: list[str] | None = None) -> int:
     for video in bench_set.videos:
         records += [q for q in bench_set.questions if q["video_id"] == video.video_id][:questions_per_video]
 
-    repo = BENCH_BUILD / "model_repository"
-    print(f"[bench] model repository -> {repo}", file=sys.stderr)
-    model_repository.build(repo, only=[MODEL])
+    repo = BENCH_BUILD / "model_repository"  # the stack builds it there; the query classes read its labels
     checkpoint = Checkpoint(bench_set.data_dir / f"checkpoint_{settings.key()}.jsonl", fresh=not args.resume)
     load_at_start = list(os.getloadavg())
-    triton = Triton(repo, BENCH_BUILD / "triton")
+    triton = Triton(BENCH_BUILD)
     try:
         questions = asyncio.run(bench(records, triton, checkpoint, settings, args.strategies))
     finally:
