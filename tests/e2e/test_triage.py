@@ -164,3 +164,17 @@ async def test_several_images_of_one_eye_merge_their_findings(client: TriageClie
         (f.kind, f.location, f.count) for f in one.findings
     ]
     assert len(both.image_sha256) == 2
+
+
+async def test_a_resent_request_returns_the_recorded_assessment(client: TriageClient) -> None:
+    image, _ = _fundus("mild", 44)
+    first = await client.assess([image], request_id="case-44-try")
+    again = await client.assess([image], request_id="case-44-try")
+    assert again == first, "the retry is the recorded assessment, not a second one"
+    other, _ = _fundus("moderate", 45)
+    clash = await _refused(client.assess([other], request_id="case-44-try"))
+    assert clash.code == grpc.StatusCode.ALREADY_EXISTS and "request_id" in clash.fields
+    bad = await _refused(client.assess([image], request_id="Not An Id!"))
+    assert bad.code == grpc.StatusCode.INVALID_ARGUMENT and "request_id" in bad.fields
+    fresh = await client.assess([image])  # the client's own key: a new assessment each call
+    assert fresh.assessment_id != first.assessment_id

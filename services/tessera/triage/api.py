@@ -23,7 +23,8 @@ import numpy as np
 from tessera.common.v1 import common_pb2
 from tessera.runtime import config
 from tessera.runtime.bus import Bus, StreamSpec
-from tessera.runtime.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
+from tessera.runtime.errors import AlreadyExists, InvalidArgument, NotFound, ResourceExhausted, Unavailable
+from tessera.runtime.identifiers import check_id
 from tessera.runtime.inference import TritonClient
 from tessera.runtime.server import ServiceRegistration
 from tessera.runtime.service import Capability, serving_when_models_ready
@@ -138,6 +139,8 @@ class TriageServicer(pb_grpc.TriageServiceServicer):
             raise ResourceExhausted(
                 f"{len(clinical)} bytes, above the limit of {self.own.max_clinical_text_bytes}", field="clinical_text"
             )
+        if request.request_id:
+            check_id(request.request_id, "request_id")
         reference = request.case_reference
         if len(reference) > 128 or any(not (c.isascii() and (c.isalnum() or c in "-_.")) for c in reference):
             raise InvalidArgument("letters, digits, '-', '_' and '.', at most 128", field="case_reference")
@@ -161,14 +164,31 @@ class TriageServicer(pb_grpc.TriageServiceServicer):
             oriented.append(fundus.orient(rgb))
         return oriented
 
+    async def _recorded(self, assessment_id: str, request: pb.AssessRequest) -> pb.AssessResponse | None:
+        """The assessment an earlier request with this idempotency key recorded, if any (same images only)."""
+        data = await self.bus.last_message(self.stream.name, audit_subject(assessment_id))
+        if data is None:
+            return None
+        recorded = pb.AssessResponse.FromString(data)
+        digests = [hashlib.sha256(image.data).hexdigest() for image in request.images]
+        if list(recorded.image_sha256) != digests:
+            raise AlreadyExists("this request_id was used for other images", field="request_id")
+        return recorded
+
     async def Assess(self, request: pb.AssessRequest, context: Context) -> pb.AssessResponse:
         began = time.perf_counter()
         self._require_ready()
         self._check(request)
+        assessment_id = uuid.uuid4().hex
+        if request.request_id:  # idempotent: the id follows from the key, and a retry returns what was recorded
+            assessment_id = hashlib.sha256(f"{request.task}/{request.request_id}".encode()).hexdigest()[:32]
+            recorded = await self._recorded(assessment_id, request)
+            if recorded is not None:
+                return recorded
         oriented = await asyncio.to_thread(self._decode, request)
         captions = await self.models.caption(np.stack([o.frame for o in oriented]))
         response = pb.AssessResponse(
-            assessment_id=uuid.uuid4().hex,
+            assessment_id=assessment_id,
             task=request.task,
             pathway=pb.PATHWAY_CAPTION_THEN_TEXT,
             image_sha256=[hashlib.sha256(image.data).hexdigest() for image in request.images],
@@ -221,9 +241,13 @@ class TriageServicer(pb_grpc.TriageServiceServicer):
         response.model_versions.update(self._versions())
         response.latency_ms = (time.perf_counter() - began) * 1000
         # Durable before it is returned: a response the audit stream does not hold is never given out.
-        await self.bus.publish(
+        ack = await self.bus.publish(
             audit_subject(response.assessment_id), response.SerializeToString(), msg_id=response.assessment_id
         )
+        if ack.duplicate:  # a concurrent retry recorded it first: answer with that record
+            recorded = await self._recorded(response.assessment_id, request)
+            if recorded is not None:
+                return recorded
         log.info(
             "assessment %s task=%s class=%s refer=%s reason=%s images=%d latency_ms=%.0f",
             response.assessment_id,

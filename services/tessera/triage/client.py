@@ -1,13 +1,15 @@
 """A typed client for the triage service: deadlines, retries on UNAVAILABLE for the reads, images from anything.
 
-``assess`` is not retried: each Assess writes an audit record, so a blind resend would record the case twice.
-``get_assessment`` and ``list_tasks`` only read and are retried on UNAVAILABLE (``tessera.runtime.rpc_client``).
+Every call is retried on UNAVAILABLE (``tessera.runtime.rpc_client``): ``get_assessment`` and ``list_tasks`` only
+read, and ``assess`` sends an idempotency key (``request_id``, one per call unless given), so a resend after a lost
+reply returns the assessment already recorded instead of recording the case twice.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
@@ -71,6 +73,7 @@ class TriageClient(ServiceClient):
         task: str = TASK,
         clinical_text: str = "",
         case_reference: str = "",
+        request_id: str | None = None,
         timeout_s: float | None = None,
     ) -> pb.AssessResponse:
         """Findings, a calibrated decision (or a referral) and its rationale for photographs of one eye."""
@@ -79,8 +82,9 @@ class TriageClient(ServiceClient):
             images=[image_message(i) for i in images],
             clinical_text=clinical_text,
             case_reference=case_reference,
+            request_id=request_id or uuid.uuid4().hex,
         )
-        return await self._unary("Assess", self.stub.Assess, request, timeout_s, idempotent=False)
+        return await self._unary("Assess", self.stub.Assess, request, timeout_s)
 
     async def get_assessment(self, assessment_id: str, *, timeout_s: float | None = None) -> pb.AssessResponse:
         request = pb.GetAssessmentRequest(assessment_id=assessment_id)

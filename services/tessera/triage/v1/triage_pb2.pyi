@@ -70,6 +70,7 @@ class AssessRequest(_message.Message):
     IMAGES_FIELD_NUMBER: _builtins.int
     CLINICAL_TEXT_FIELD_NUMBER: _builtins.int
     CASE_REFERENCE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     task: _builtins.str
     """Task id from ListTasks, e.g. "dr_grading"."""
     clinical_text: _builtins.str
@@ -78,6 +79,11 @@ class AssessRequest(_message.Message):
     """
     case_reference: _builtins.str
     """Optional caller reference kept with the audit record (letters, digits, '-', '_', '.', at most 128)."""
+    request_id: _builtins.str
+    """Optional idempotency key (the id rule of runtime.identifiers: letters, digits, '-', '_', at most 128). A retry
+    with the same key within TESSERA_TRIAGE_IDEMPOTENCY_WINDOW_S returns the assessment already recorded, so a
+    client may resend after a lost reply without recording the case twice. The typed client sets one per call.
+    """
     @_builtins.property
     def images(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Image]:
         """1 to 4 colour photographs of the same eye, upright (JPEG, PNG or RAW_RGB8; each at most
@@ -91,10 +97,11 @@ class AssessRequest(_message.Message):
         images: _abc.Iterable[_common_pb2.Image] | None = ...,
         clinical_text: _builtins.str = ...,
         case_reference: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_reference", b"case_reference", "clinical_text", b"clinical_text", "images", b"images", "task", b"task"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_reference", b"case_reference", "clinical_text", b"clinical_text", "images", b"images", "request_id", b"request_id", "task", b"task"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
