@@ -80,9 +80,10 @@ class AssessRequest(_message.Message):
     case_reference: _builtins.str
     """Optional caller reference kept with the audit record (letters, digits, '-', '_', '.', at most 128)."""
     request_id: _builtins.str
-    """Optional idempotency key (the id rule of runtime.identifiers: letters, digits, '-', '_', at most 128). A retry
-    with the same key within TESSERA_TRIAGE_IDEMPOTENCY_WINDOW_S returns the assessment already recorded, so a
-    client may resend after a lost reply without recording the case twice. The typed client sets one per call.
+    """Optional idempotency key (lower-case letters, digits and '-', at most 64 characters). A request with a key
+    already used for the same task and images returns the assessment recorded then, so a client may resend after
+    a lost reply without recording the case twice (ALREADY_EXISTS if the key was used for other images). The typed
+    client sets one per call.
     """
     @_builtins.property
     def images(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Image]:
