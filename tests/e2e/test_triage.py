@@ -23,6 +23,7 @@ from tessera.runtime.processes import NatsServer, TritonServer
 from tessera.triage import cases, fundus
 from tessera.triage.api import audit_subject
 from tessera.triage.client import TriageClient, TriageError, image_message
+from tessera.triage.grading import CLASSES
 from tessera.triage.v1 import triage_pb2 as pb
 
 
@@ -178,3 +179,23 @@ async def test_a_resent_request_returns_the_recorded_assessment(client: TriageCl
     assert bad.code == grpc.StatusCode.INVALID_ARGUMENT and "request_id" in bad.fields
     fresh = await client.assess([image])  # the client's own key: a new assessment each call
     assert fresh.assessment_id != first.assessment_id
+
+
+async def test_referral_follows_the_grade_range_and_the_threshold(client: TriageClient) -> None:
+    (task,) = await client.list_tasks()
+    reasons = set()
+    for seed in range(12):
+        image, _ = _fundus(("mild", "moderate", "severe")[seed % 3], 100 + seed)
+        reply = await client.assess([image])
+        d = reply.decision
+        unstable = d.lowest_class != d.highest_class
+        assert reply.refer == (unstable or d.confidence < task.refer_threshold), reply
+        if unstable:
+            assert reply.refer_reason == pb.REFER_REASON_UNSTABLE_FINDINGS and "unsure" in d.uncertainty
+            assert any(f.faint_count or f.possible_count for f in reply.findings), reply.findings
+        elif reply.refer:
+            assert reply.refer_reason == pb.REFER_REASON_LOW_CONFIDENCE
+        reasons.add(reply.refer_reason)
+        lowest, highest = CLASSES.index(d.lowest_class), CLASSES.index(d.highest_class)
+        assert lowest <= highest
+    assert pb.REFER_REASON_UNSPECIFIED in reasons, "most clear cases are decided"

@@ -215,10 +215,25 @@ class TriageServicer(pb_grpc.TriageServiceServicer):
             text = findings.to_text(merged)
             probs = await self.models.reason(text, request.clinical_text)
             decided = decide(probs, grading.CLASSES, self.refer_threshold)
-            cited = [grading.CitedFinding(f.id, f.kind, f.location, f.count) for f in merged]
+            cited = [grading.CitedFinding(f.id, f.kind, f.location, f.count, f.faint, f.possible) for f in merged]
             rationale, cited_ids = grading.rationale(decided.class_name, cited)
+            lowest, highest = grading.grade_range(cited)
+            uncertainty = decided.uncertainty
+            if lowest != highest:
+                uncertainty += (
+                    f". The grading rules give {lowest} without the faint lesions and {highest} with the possible "
+                    "ones: the grade depends on lesions the captioner is unsure of; refer to a human reader"
+                )
             response.findings.extend(
-                pb.Finding(kind=f.kind, location=f.location, count=f.count, confidence=f.confidence, id=f.id)
+                pb.Finding(
+                    kind=f.kind,
+                    location=f.location,
+                    count=f.count,
+                    confidence=f.confidence,
+                    id=f.id,
+                    faint_count=f.faint,
+                    possible_count=f.possible,
+                )
                 for f in merged
             )
             response.findings_text = text
@@ -230,11 +245,15 @@ class TriageServicer(pb_grpc.TriageServiceServicer):
                     ],
                     confidence=decided.confidence,
                     entropy=decided.entropy,
-                    uncertainty=decided.uncertainty,
+                    uncertainty=uncertainty,
+                    lowest_class=lowest,
+                    highest_class=highest,
                 )
             )
-            response.refer = decided.refer
-            if decided.refer:
+            response.refer = decided.refer or lowest != highest
+            if lowest != highest:
+                response.refer_reason = pb.REFER_REASON_UNSTABLE_FINDINGS
+            elif decided.refer:
                 response.refer_reason = pb.REFER_REASON_LOW_CONFIDENCE
             response.rationale = rationale
             response.cited_finding_ids.extend(cited_ids)

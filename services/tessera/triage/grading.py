@@ -55,6 +55,16 @@ class CitedFinding:
     kind: str
     location: str
     count: int
+    faint: int = 0  # of ``count``, lesions the captioner barely saw
+    possible: int = 0  # lesions it nearly saw, not in ``count``
+
+
+def grade_range(findings: Sequence[CitedFinding]) -> tuple[str, str]:
+    """The grades the rules give without the faint lesions and with the possible ones: the decision is stable
+    under the captioner's uncertainty when both are the same (the rules are monotone in the counts)."""
+    fewest = {(f.kind, f.location): f.count - f.faint for f in findings}
+    most = {(f.kind, f.location): f.count + f.possible for f in findings}
+    return grade(fewest), grade(most)
 
 
 def rationale(decided: str, findings: Sequence[CitedFinding]) -> tuple[str, list[str]]:

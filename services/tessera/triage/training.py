@@ -17,6 +17,7 @@ import argparse
 import hashlib
 import io
 import json
+import math
 import os
 import sys
 import time
@@ -54,7 +55,7 @@ class TrainConfig:
     steps: int = 600  # optimiser steps of each image network (the budget is the same for both pathways)
     crop: int = 128  # lesion heatmaps train on crops of this many pixels (the trunk is fully convolutional)
     reasoner_epochs: int = 400
-    refer_coverage: float = 0.9  # the refer threshold decides this fraction of validation cases
+    refer_coverage: float = 0.95  # the confidence threshold alone decides this fraction of validation cases
     threads: int = 2
 
 
@@ -261,7 +262,7 @@ def vision_logits(net: nets.VisionDirect, frames: NDArray[np.uint8], batch: int 
 
 
 def exact_findings(counts: dict[tuple[str, str], int]) -> list[findings.Finding]:
-    return findings.numbered({key: (n, 1.0) for key, n in counts.items()})
+    return findings.numbered({key: findings.Tally(n, 1.0) for key, n in counts.items()})
 
 
 def _jitter(counts: dict[tuple[str, str], int], rng: np.random.Generator) -> dict[tuple[str, str], int]:
@@ -387,7 +388,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "task": "dr_grading",
         "classes": list(CLASSES),
         "temperature": round(temperature, 4),
-        "refer_threshold": round(refer_threshold, 4),
+        # Rounded down: a rounded-up threshold would refer the cases sitting exactly on it (ties are common).
+        "refer_threshold": math.floor(refer_threshold * 1e4) / 1e4,
         "ood_threshold": 0.5,
         "training": asdict(config),
         "parameters": {"captioner": nets.parameters(captioner), "reasoner": nets.parameters(reasoner)},

@@ -31,7 +31,10 @@ def test_rules(counts: dict[tuple[str, str], int], want: str) -> None:
 
 def test_text_round_trip_and_lenient_parse() -> None:
     found = findings.numbered(
-        {("hemorrhage", "superior_nasal"): (3, 0.91), ("microaneurysm", "inferior_temporal"): (1, 0.6)}
+        {
+            ("hemorrhage", "superior_nasal"): findings.Tally(3, 0.91),
+            ("microaneurysm", "inferior_temporal"): findings.Tally(1, 0.6),
+        }
     )
     assert [f.id for f in found] == ["F1", "F2"] and found[0].kind == "microaneurysm"  # schema order: kind first
     text = findings.to_text(found)
@@ -42,6 +45,27 @@ def test_text_round_trip_and_lenient_parse() -> None:
     assert parsed == found and skipped == 2
     assert findings.parse(findings.NO_LESION) == ([], 0)
     assert findings.to_text([]) == findings.NO_LESION
+
+
+def test_faint_and_possible_lesions_are_written_read_and_bound_the_grade() -> None:
+    heat = np.zeros((len(KINDS), 64, 64), np.float32)
+    k = KINDS.index("hemorrhage")
+    heat[k, 5, 5], heat[k, 5, 12], heat[k, 12, 5] = 0.9, 0.42, 0.3  # seen, faint, possible (superior nasal)
+    (found,) = findings.from_peaks(findings.peaks(heat))
+    assert (found.count, found.faint, found.possible) == (2, 1, 1)
+    text = findings.to_text([found])
+    assert text.endswith("| faint=1 | possible=1")
+    assert findings.parse(text)[0] == [found]
+    only_possible = findings.from_peaks(findings.peaks(np.where(heat > 0.35, 0, heat)))
+    assert [(f.count, f.possible) for f in only_possible] == [(0, 1)]
+    assert not findings.features(only_possible).any(), "the reasoner counts seen lesions only"
+    cited = [grading.CitedFinding(f.id, f.kind, f.location, f.count, f.faint, f.possible) for f in [found]]
+    assert grading.grade_range(cited) == ("moderate", "moderate")
+    edge = [grading.CitedFinding("F1", "microaneurysm", "superior_nasal", 1, faint=1)]
+    assert grading.grade_range(edge) == ("no_dr", "mild"), "one faint microaneurysm: mild or nothing"
+    severe = [grading.CitedFinding(f"F{i}", "hemorrhage", q, 3) for i, q in enumerate(ALL)]
+    short = [*severe[:3], grading.CitedFinding("F4", "hemorrhage", ALL[3], 2, possible=1)]
+    assert grading.grade_range(short) == ("moderate", "severe")
 
 
 def test_peaks_become_counts_per_quadrant() -> None:

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from tessera.common.v1 import common_pb2 as tessera_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1etessera/triage/v1/triage.proto\x12\x11tessera.triage.v1\x1a\x1etessera/common/v1/common.proto\"\x8a\x01\n\rAssessRequest\x12\x0c\n\x04task\x18\x01 \x01(\t\x12(\n\x06images\x18\x02 \x03(\x0b\x32\x18.tessera.common.v1.Image\x12\x15\n\rclinical_text\x18\x03 \x01(\t\x12\x16\n\x0e\x63\x61se_reference\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"i\n\x07\x46inding\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x10\n\x08location\x18\x02 \x01(\t\x12\r\n\x05\x63ount\x18\x03 \x01(\r\x12\x0f\n\x07size_px\x18\x04 \x01(\x02\x12\x12\n\nconfidence\x18\x05 \x01(\x02\x12\n\n\x02id\x18\x06 \x01(\t\";\n\x10\x43lassProbability\x12\x12\n\nclass_name\x18\x01 \x01(\t\x12\x13\n\x0bprobability\x18\x02 \x01(\x02\"\x94\x01\n\x08\x44\x65\x63ision\x12\x12\n\nclass_name\x18\x01 \x01(\t\x12:\n\rprobabilities\x18\x02 \x03(\x0b\x32#.tessera.triage.v1.ClassProbability\x12\x12\n\nconfidence\x18\x03 \x01(\x02\x12\x0f\n\x07\x65ntropy\x18\x04 \x01(\x02\x12\x13\n\x0buncertainty\x18\x05 \x01(\t\"\xe5\x04\n\x0e\x41ssessResponse\x12\x15\n\rassessment_id\x18\x01 \x01(\t\x12\x0c\n\x04task\x18\x02 \x01(\t\x12+\n\x07pathway\x18\x03 \x01(\x0e\x32\x1a.tessera.triage.v1.Pathway\x12,\n\x08\x66indings\x18\x04 \x03(\x0b\x32\x1a.tessera.triage.v1.Finding\x12\x15\n\rfindings_text\x18\x05 \x01(\t\x12-\n\x08\x64\x65\x63ision\x18\x06 \x01(\x0b\x32\x1b.tessera.triage.v1.Decision\x12\r\n\x05refer\x18\x07 \x01(\x08\x12\x34\n\x0crefer_reason\x18\x08 \x01(\x0e\x32\x1e.tessera.triage.v1.ReferReason\x12\x11\n\trationale\x18\t \x01(\t\x12\x19\n\x11\x63ited_finding_ids\x18\n \x03(\t\x12\x1d\n\x15in_distribution_score\x18\x0b \x01(\x02\x12L\n\x0emodel_versions\x18\x0c \x03(\x0b\x32\x34.tessera.triage.v1.AssessResponse.ModelVersionsEntry\x12\x14\n\x0cimage_sha256\x18\r \x03(\t\x12\x17\n\x0f\x63reated_unix_ms\x18\x0e \x01(\x03\x12\x12\n\nlatency_ms\x18\x0f \x01(\x02\x12\x16\n\x0e\x63\x61se_reference\x18\x10 \x01(\t\x12\x1c\n\x14\x63linical_text_sha256\x18\x11 \x01(\t\x1a\x34\n\x12ModelVersionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"-\n\x14GetAssessmentRequest\x12\x15\n\rassessment_id\x18\x01 \x01(\t\"N\n\x15GetAssessmentResponse\x12\x35\n\nassessment\x18\x01 \x01(\x0b\x32!.tessera.triage.v1.AssessResponse\"\x12\n\x10ListTasksRequest\"\xfb\x01\n\x04Task\x12\x0c\n\x04task\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x0f\n\x07\x63lasses\x18\x03 \x03(\t\x12\x17\n\x0frefer_threshold\x18\x04 \x01(\x02\x12\x15\n\rood_threshold\x18\x05 \x01(\x02\x12\x42\n\x0emodel_versions\x18\x06 \x03(\x0b\x32*.tessera.triage.v1.Task.ModelVersionsEntry\x12\x15\n\rgrading_rules\x18\x07 \x01(\t\x1a\x34\n\x12ModelVersionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\";\n\x11ListTasksResponse\x12&\n\x05tasks\x18\x01 \x03(\x0b\x32\x17.tessera.triage.v1.Task*A\n\x07Pathway\x12\x17\n\x13PATHWAY_UNSPECIFIED\x10\x00\x12\x1d\n\x19PATHWAY_CAPTION_THEN_TEXT\x10\x01*r\n\x0bReferReason\x12\x1c\n\x18REFER_REASON_UNSPECIFIED\x10\x00\x12\x1f\n\x1bREFER_REASON_LOW_CONFIDENCE\x10\x01\x12$\n REFER_REASON_OUT_OF_DISTRIBUTION\x10\x02\x32\x9a\x02\n\rTriageService\x12M\n\x06\x41ssess\x12 .tessera.triage.v1.AssessRequest\x1a!.tessera.triage.v1.AssessResponse\x12\x62\n\rGetAssessment\x12\'.tessera.triage.v1.GetAssessmentRequest\x1a(.tessera.triage.v1.GetAssessmentResponse\x12V\n\tListTasks\x12#.tessera.triage.v1.ListTasksRequest\x1a$.tessera.triage.v1.ListTasksResponseB\x1cZ\x1atessera/triage/v1;triagev1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1etessera/triage/v1/triage.proto\x12\x11tessera.triage.v1\x1a\x1etessera/common/v1/common.proto\"\x8a\x01\n\rAssessRequest\x12\x0c\n\x04task\x18\x01 \x01(\t\x12(\n\x06images\x18\x02 \x03(\x0b\x32\x18.tessera.common.v1.Image\x12\x15\n\rclinical_text\x18\x03 \x01(\t\x12\x16\n\x0e\x63\x61se_reference\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"\x96\x01\n\x07\x46inding\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x10\n\x08location\x18\x02 \x01(\t\x12\r\n\x05\x63ount\x18\x03 \x01(\r\x12\x0f\n\x07size_px\x18\x04 \x01(\x02\x12\x12\n\nconfidence\x18\x05 \x01(\x02\x12\n\n\x02id\x18\x06 \x01(\t\x12\x13\n\x0b\x66\x61int_count\x18\x07 \x01(\r\x12\x16\n\x0epossible_count\x18\x08 \x01(\r\";\n\x10\x43lassProbability\x12\x12\n\nclass_name\x18\x01 \x01(\t\x12\x13\n\x0bprobability\x18\x02 \x01(\x02\"\xc1\x01\n\x08\x44\x65\x63ision\x12\x12\n\nclass_name\x18\x01 \x01(\t\x12:\n\rprobabilities\x18\x02 \x03(\x0b\x32#.tessera.triage.v1.ClassProbability\x12\x12\n\nconfidence\x18\x03 \x01(\x02\x12\x0f\n\x07\x65ntropy\x18\x04 \x01(\x02\x12\x13\n\x0buncertainty\x18\x05 \x01(\t\x12\x14\n\x0clowest_class\x18\x06 \x01(\t\x12\x15\n\rhighest_class\x18\x07 \x01(\t\"\xe5\x04\n\x0e\x41ssessResponse\x12\x15\n\rassessment_id\x18\x01 \x01(\t\x12\x0c\n\x04task\x18\x02 \x01(\t\x12+\n\x07pathway\x18\x03 \x01(\x0e\x32\x1a.tessera.triage.v1.Pathway\x12,\n\x08\x66indings\x18\x04 \x03(\x0b\x32\x1a.tessera.triage.v1.Finding\x12\x15\n\rfindings_text\x18\x05 \x01(\t\x12-\n\x08\x64\x65\x63ision\x18\x06 \x01(\x0b\x32\x1b.tessera.triage.v1.Decision\x12\r\n\x05refer\x18\x07 \x01(\x08\x12\x34\n\x0crefer_reason\x18\x08 \x01(\x0e\x32\x1e.tessera.triage.v1.ReferReason\x12\x11\n\trationale\x18\t \x01(\t\x12\x19\n\x11\x63ited_finding_ids\x18\n \x03(\t\x12\x1d\n\x15in_distribution_score\x18\x0b \x01(\x02\x12L\n\x0emodel_versions\x18\x0c \x03(\x0b\x32\x34.tessera.triage.v1.AssessResponse.ModelVersionsEntry\x12\x14\n\x0cimage_sha256\x18\r \x03(\t\x12\x17\n\x0f\x63reated_unix_ms\x18\x0e \x01(\x03\x12\x12\n\nlatency_ms\x18\x0f \x01(\x02\x12\x16\n\x0e\x63\x61se_reference\x18\x10 \x01(\t\x12\x1c\n\x14\x63linical_text_sha256\x18\x11 \x01(\t\x1a\x34\n\x12ModelVersionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"-\n\x14GetAssessmentRequest\x12\x15\n\rassessment_id\x18\x01 \x01(\t\"N\n\x15GetAssessmentResponse\x12\x35\n\nassessment\x18\x01 \x01(\x0b\x32!.tessera.triage.v1.AssessResponse\"\x12\n\x10ListTasksRequest\"\xfb\x01\n\x04Task\x12\x0c\n\x04task\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x0f\n\x07\x63lasses\x18\x03 \x03(\t\x12\x17\n\x0frefer_threshold\x18\x04 \x01(\x02\x12\x15\n\rood_threshold\x18\x05 \x01(\x02\x12\x42\n\x0emodel_versions\x18\x06 \x03(\x0b\x32*.tessera.triage.v1.Task.ModelVersionsEntry\x12\x15\n\rgrading_rules\x18\x07 \x01(\t\x1a\x34\n\x12ModelVersionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\";\n\x11ListTasksResponse\x12&\n\x05tasks\x18\x01 \x03(\x0b\x32\x17.tessera.triage.v1.Task*A\n\x07Pathway\x12\x17\n\x13PATHWAY_UNSPECIFIED\x10\x00\x12\x1d\n\x19PATHWAY_CAPTION_THEN_TEXT\x10\x01*\x96\x01\n\x0bReferReason\x12\x1c\n\x18REFER_REASON_UNSPECIFIED\x10\x00\x12\x1f\n\x1bREFER_REASON_LOW_CONFIDENCE\x10\x01\x12$\n REFER_REASON_OUT_OF_DISTRIBUTION\x10\x02\x12\"\n\x1eREFER_REASON_UNSTABLE_FINDINGS\x10\x03\x32\x9a\x02\n\rTriageService\x12M\n\x06\x41ssess\x12 .tessera.triage.v1.AssessRequest\x1a!.tessera.triage.v1.AssessResponse\x12\x62\n\rGetAssessment\x12\'.tessera.triage.v1.GetAssessmentRequest\x1a(.tessera.triage.v1.GetAssessmentResponse\x12V\n\tListTasks\x12#.tessera.triage.v1.ListTasksRequest\x1a$.tessera.triage.v1.ListTasksResponseB\x1cZ\x1atessera/triage/v1;triagev1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,34 +37,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ASSESSRESPONSE_MODELVERSIONSENTRY']._serialized_options = b'8\001'
   _globals['_TASK_MODELVERSIONSENTRY']._loaded_options = None
   _globals['_TASK_MODELVERSIONSENTRY']._serialized_options = b'8\001'
-  _globals['_PATHWAY']._serialized_start=1623
-  _globals['_PATHWAY']._serialized_end=1688
-  _globals['_REFERREASON']._serialized_start=1690
-  _globals['_REFERREASON']._serialized_end=1804
+  _globals['_PATHWAY']._serialized_start=1714
+  _globals['_PATHWAY']._serialized_end=1779
+  _globals['_REFERREASON']._serialized_start=1782
+  _globals['_REFERREASON']._serialized_end=1932
   _globals['_ASSESSREQUEST']._serialized_start=86
   _globals['_ASSESSREQUEST']._serialized_end=224
-  _globals['_FINDING']._serialized_start=226
-  _globals['_FINDING']._serialized_end=331
-  _globals['_CLASSPROBABILITY']._serialized_start=333
-  _globals['_CLASSPROBABILITY']._serialized_end=392
-  _globals['_DECISION']._serialized_start=395
-  _globals['_DECISION']._serialized_end=543
-  _globals['_ASSESSRESPONSE']._serialized_start=546
-  _globals['_ASSESSRESPONSE']._serialized_end=1159
-  _globals['_ASSESSRESPONSE_MODELVERSIONSENTRY']._serialized_start=1107
-  _globals['_ASSESSRESPONSE_MODELVERSIONSENTRY']._serialized_end=1159
-  _globals['_GETASSESSMENTREQUEST']._serialized_start=1161
-  _globals['_GETASSESSMENTREQUEST']._serialized_end=1206
-  _globals['_GETASSESSMENTRESPONSE']._serialized_start=1208
-  _globals['_GETASSESSMENTRESPONSE']._serialized_end=1286
-  _globals['_LISTTASKSREQUEST']._serialized_start=1288
-  _globals['_LISTTASKSREQUEST']._serialized_end=1306
-  _globals['_TASK']._serialized_start=1309
-  _globals['_TASK']._serialized_end=1560
-  _globals['_TASK_MODELVERSIONSENTRY']._serialized_start=1107
-  _globals['_TASK_MODELVERSIONSENTRY']._serialized_end=1159
-  _globals['_LISTTASKSRESPONSE']._serialized_start=1562
-  _globals['_LISTTASKSRESPONSE']._serialized_end=1621
-  _globals['_TRIAGESERVICE']._serialized_start=1807
-  _globals['_TRIAGESERVICE']._serialized_end=2089
+  _globals['_FINDING']._serialized_start=227
+  _globals['_FINDING']._serialized_end=377
+  _globals['_CLASSPROBABILITY']._serialized_start=379
+  _globals['_CLASSPROBABILITY']._serialized_end=438
+  _globals['_DECISION']._serialized_start=441
+  _globals['_DECISION']._serialized_end=634
+  _globals['_ASSESSRESPONSE']._serialized_start=637
+  _globals['_ASSESSRESPONSE']._serialized_end=1250
+  _globals['_ASSESSRESPONSE_MODELVERSIONSENTRY']._serialized_start=1198
+  _globals['_ASSESSRESPONSE_MODELVERSIONSENTRY']._serialized_end=1250
+  _globals['_GETASSESSMENTREQUEST']._serialized_start=1252
+  _globals['_GETASSESSMENTREQUEST']._serialized_end=1297
+  _globals['_GETASSESSMENTRESPONSE']._serialized_start=1299
+  _globals['_GETASSESSMENTRESPONSE']._serialized_end=1377
+  _globals['_LISTTASKSREQUEST']._serialized_start=1379
+  _globals['_LISTTASKSREQUEST']._serialized_end=1397
+  _globals['_TASK']._serialized_start=1400
+  _globals['_TASK']._serialized_end=1651
+  _globals['_TASK_MODELVERSIONSENTRY']._serialized_start=1198
+  _globals['_TASK_MODELVERSIONSENTRY']._serialized_end=1250
+  _globals['_LISTTASKSRESPONSE']._serialized_start=1653
+  _globals['_LISTTASKSRESPONSE']._serialized_end=1712
+  _globals['_TRIAGESERVICE']._serialized_start=1935
+  _globals['_TRIAGESERVICE']._serialized_end=2217
 # @@protoc_insertion_point(module_scope)

@@ -51,6 +51,10 @@ class _ReferReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReferReas
     """The decision's calibrated confidence is below the task's threshold."""
     REFER_REASON_OUT_OF_DISTRIBUTION: _ReferReason.ValueType  # 2
     """The image is not of the kind the task reads (e.g. not a fundus photograph): no findings, no decision."""
+    REFER_REASON_UNSTABLE_FINDINGS: _ReferReason.ValueType  # 3
+    """The grade depends on lesions the captioner is unsure of: the grading rules give another grade without its
+    faint lesions or with its possible ones (Decision.lowest_class != Decision.highest_class).
+    """
 
 class ReferReason(_ReferReason, metaclass=_ReferReasonEnumTypeWrapper):
     """Why a case was referred instead of decided."""
@@ -60,6 +64,10 @@ REFER_REASON_LOW_CONFIDENCE: ReferReason.ValueType  # 1
 """The decision's calibrated confidence is below the task's threshold."""
 REFER_REASON_OUT_OF_DISTRIBUTION: ReferReason.ValueType  # 2
 """The image is not of the kind the task reads (e.g. not a fundus photograph): no findings, no decision."""
+REFER_REASON_UNSTABLE_FINDINGS: ReferReason.ValueType  # 3
+"""The grade depends on lesions the captioner is unsure of: the grading rules give another grade without its
+faint lesions or with its possible ones (Decision.lowest_class != Decision.highest_class).
+"""
 Global___ReferReason: _TypeAlias = ReferReason  # noqa: Y015
 
 @_typing.final
@@ -120,6 +128,8 @@ class Finding(_message.Message):
     SIZE_PX_FIELD_NUMBER: _builtins.int
     CONFIDENCE_FIELD_NUMBER: _builtins.int
     ID_FIELD_NUMBER: _builtins.int
+    FAINT_COUNT_FIELD_NUMBER: _builtins.int
+    POSSIBLE_COUNT_FIELD_NUMBER: _builtins.int
     kind: _builtins.str
     """Lesion kind: "microaneurysm", "hemorrhage", "hard_exudate", "neovascularization"."""
     location: _builtins.str
@@ -134,6 +144,12 @@ class Finding(_message.Message):
     """The captioner's confidence that this finding is present as stated, in [0, 1]."""
     id: _builtins.str
     """Stable id the rationale cites, e.g. "F3"."""
+    faint_count: _builtins.int
+    """Of `count`, lesions barely above the captioner's detection threshold (they might not be there)."""
+    possible_count: _builtins.int
+    """Lesions just below the threshold, not in `count` (they might be there). A finding may have count 0 and
+    possible lesions only.
+    """
     def __init__(
         self,
         *,
@@ -143,10 +159,12 @@ class Finding(_message.Message):
         size_px: _builtins.float = ...,
         confidence: _builtins.float = ...,
         id: _builtins.str = ...,
+        faint_count: _builtins.int = ...,
+        possible_count: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["confidence", b"confidence", "count", b"count", "id", b"id", "kind", b"kind", "location", b"location", "size_px", b"size_px"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["confidence", b"confidence", "count", b"count", "faint_count", b"faint_count", "id", b"id", "kind", b"kind", "location", b"location", "possible_count", b"possible_count", "size_px", b"size_px"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -186,6 +204,8 @@ class Decision(_message.Message):
     CONFIDENCE_FIELD_NUMBER: _builtins.int
     ENTROPY_FIELD_NUMBER: _builtins.int
     UNCERTAINTY_FIELD_NUMBER: _builtins.int
+    LOWEST_CLASS_FIELD_NUMBER: _builtins.int
+    HIGHEST_CLASS_FIELD_NUMBER: _builtins.int
     class_name: _builtins.str
     """The most probable class (also set when referred, for the record)."""
     confidence: _builtins.float
@@ -194,6 +214,9 @@ class Decision(_message.Message):
     """Normalised entropy of `probabilities`, in [0, 1] (0: certain)."""
     uncertainty: _builtins.str
     """Plain-language uncertainty, always present."""
+    lowest_class: _builtins.str
+    """The grades the task's rules give to the findings without their faint lesions and with their possible ones."""
+    highest_class: _builtins.str
     @_builtins.property
     def probabilities(self) -> _containers.RepeatedCompositeFieldContainer[Global___ClassProbability]:
         """Every class of the task, calibrated (temperature scaling on held-out data)."""
@@ -206,10 +229,12 @@ class Decision(_message.Message):
         confidence: _builtins.float = ...,
         entropy: _builtins.float = ...,
         uncertainty: _builtins.str = ...,
+        lowest_class: _builtins.str = ...,
+        highest_class: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["class_name", b"class_name", "confidence", b"confidence", "entropy", b"entropy", "probabilities", b"probabilities", "uncertainty", b"uncertainty"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["class_name", b"class_name", "confidence", b"confidence", "entropy", b"entropy", "highest_class", b"highest_class", "lowest_class", b"lowest_class", "probabilities", b"probabilities", "uncertainty", b"uncertainty"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
