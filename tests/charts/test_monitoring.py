@@ -19,8 +19,10 @@ from tritonclient.grpc import model_config_pb2
 
 from tessera.monitoring import cascade
 from tessera.monitoring.api import SERVICE_NAME
+from tessera.monitoring.ingest_api import FRAME_ENVELOPE_BYTES
 from tessera.monitoring.settings import MonitoringSettings
 from tessera.monitoring.workers import STAGES
+from tessera.runtime.config import ServerSettings
 
 apply_overrides = deploy_script("apply_overrides")
 build_models = deploy_script("build_models")
@@ -92,6 +94,10 @@ def test_gateway_serves_the_monitoring_service_with_its_settings(renders: dict[s
     ours = {k: v for k, v in env.items() if k.startswith("TESSERA_MONITORING_")}
     assert set(ours) <= fields, f"{case}: unknown settings {sorted(set(ours) - fields)}"
     parsed = MonitoringSettings(**{k.removeprefix("TESSERA_MONITORING_").lower(): v for k, v in ours.items()})
+    # A frame at the gateway's own limit is refused on its own; one over gRPC's limit would end the whole stream
+    # (and the gateway refuses to start with the two the wrong way round).
+    transport = int(env.get("TESSERA_MAX_RECEIVE_MESSAGE_BYTES", ServerSettings().max_receive_message_bytes))
+    assert parsed.max_frame_bytes <= transport - FRAME_ENVELOPE_BYTES, f"{case}: frame limit over the gRPC limit"
     startup = container["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] > parsed.models_ready_timeout_s, (
         "the gateway is NOT_SERVING until its models are ready: the startup probe outlasts that wait"

@@ -346,12 +346,22 @@ async def test_ingest_refuses_bad_sensor_data_naming_the_field(stub: pb_grpc.Mon
 
         return await _error(stub.Ingest(stream()))
 
+    async def rejected(frame: common_pb2.Image) -> pb.RejectedFrame:
+        """A bad frame is refused on its own: the stream ends normally and the response names the field."""
+
+        async def stream() -> AsyncIterator[pb.IngestRequest]:
+            yield pb.IngestRequest(room_id="cellar", data=pb.SensorData(frame=frame))
+
+        reply = await stub.Ingest(stream())
+        assert reply.frames_accepted == 0 and reply.frames_rejected == 1
+        return reply.rejected_frames[0]
+
     image = common_pb2.Image
     chunk = common_pb2.AudioChunk
-    not_jpeg = await one(pb.SensorData(frame=image(data=b"GIF89a", encoding=common_pb2.IMAGE_ENCODING_JPEG)))
-    assert not_jpeg.code() == grpc.StatusCode.INVALID_ARGUMENT and "data.frame.data" in field_violations(not_jpeg)
-    raw = await one(pb.SensorData(frame=image(data=b"\0" * 10, encoding=common_pb2.IMAGE_ENCODING_RAW_RGB8)))
-    assert "data.frame.width_px" in field_violations(raw)
+    not_jpeg = await rejected(image(data=b"GIF89a", encoding=common_pb2.IMAGE_ENCODING_JPEG))
+    assert not_jpeg.field == "data.frame.data" and not_jpeg.reason == pb.FRAME_REJECTION_REASON_INVALID
+    raw = await rejected(image(data=b"\0" * 10, encoding=common_pb2.IMAGE_ENCODING_RAW_RGB8))
+    assert raw.field == "data.frame.width_px"
     rate = await one(pb.SensorData(audio=chunk(data=b"\0\0", encoding=common_pb2.AUDIO_ENCODING_PCM16)))
     assert "data.audio.sample_rate_hz" in field_violations(rate)
     odd = await one(

@@ -3,6 +3,10 @@
 A room has one live stream at a time (an Ingest call or a feed). It is turned into frames and 0.982 s audio windows
 on the cascade; frames are admitted by the shedding policy (``tessera.monitoring.shedding``), credits coming back as
 detections appear. ``watch`` reads the room's alerts from the durable alert stream, from where the client asks.
+
+An Ingest stream that goes quiet (no first message, or nothing more for the idle timeout) is ended with
+DEADLINE_EXCEEDED, so it cannot hold its room's live slot. A frame the gateway cannot take is refused on its own
+(``FrameRejected``): counted, listed in the response, and the stream goes on.
 """
 
 from __future__ import annotations
@@ -30,15 +34,44 @@ from tessera.monitoring.settings import MonitoringSettings
 from tessera.monitoring.shedding import FrameShedder
 from tessera.monitoring.v1 import cascade_pb2 as msg
 from tessera.monitoring.v1 import monitoring_pb2 as pb
-from tessera.monitoring.vision import ImageError, check_image, decode_image, encode_jpeg, raw_to_jpeg
+from tessera.monitoring.vision import (
+    ImageError,
+    TooManyPixels,
+    check_image,
+    decode_image,
+    encode_jpeg,
+    raw_to_jpeg,
+)
 from tessera.runtime import config
 from tessera.runtime.bus import Bus, BusUnavailable, Received, Subscription
-from tessera.runtime.echo import shown
-from tessera.runtime.errors import FailedPrecondition, InvalidArgument, PermissionDenied, ResourceExhausted
+from tessera.runtime.echo import bounded, shown
+from tessera.runtime.errors import (
+    DeadlineExceeded,
+    FailedPrecondition,
+    InvalidArgument,
+    PermissionDenied,
+    ResourceExhausted,
+)
 from tessera.runtime.media import resolve_media_path
 
 log = logging.getLogger("tessera.monitoring")
 GATEWAY_SHED = Counter("tessera_monitoring_gateway_frames_shed", "frames dropped by the gateway (oldest waiting)")
+FRAMES_REJECTED = Counter(
+    "tessera_monitoring_gateway_frames_rejected", "frames refused one by one (their streams went on)", ["reason"]
+)
+REJECTION_LABELS = {
+    pb.FRAME_REJECTION_REASON_INVALID: "invalid",
+    pb.FRAME_REJECTION_REASON_TOO_LARGE: "too_large",
+    pb.FRAME_REJECTION_REASON_TOO_MANY_PIXELS: "too_many_pixels",
+}
+MAX_LISTED_REJECTIONS = 16  # IngestResponse.rejected_frames
+_REJECTION_CHARS = 200
+# google.rpc.ErrorInfo reasons of an Ingest stream ended for silence (DEADLINE_EXCEEDED).
+INGEST_IDLE = "INGEST_IDLE"
+INGEST_FIRST_MESSAGE_TIMEOUT = "INGEST_FIRST_MESSAGE_TIMEOUT"
+# Room for the rest of an IngestRequest around a frame's bytes: a frame at TESSERA_MONITORING_MAX_FRAME_BYTES must
+# reach the gateway's own check (refused on its own) rather than gRPC's message limit (which ends the stream).
+FRAME_ENVELOPE_BYTES = 64 * 1024
 IMAGE_ENCODINGS = {
     common_pb2.IMAGE_ENCODING_JPEG: "jpeg",
     common_pb2.IMAGE_ENCODING_PNG: "png",
@@ -46,6 +79,17 @@ IMAGE_ENCODINGS = {
 }
 _AUDIO_ENCODINGS = {common_pb2.AUDIO_ENCODING_PCM16: "pcm16", common_pb2.AUDIO_ENCODING_FLOAT32: "float32"}
 _WATCH_QUEUE = 256  # alerts buffered per Watch call before its subscription is held back
+
+
+class FrameRejected(Exception):
+    """A frame the gateway cannot take. It is refused on its own: the stream it came on goes on."""
+
+    def __init__(self, reason: pb.FrameRejectionReason.ValueType, field: str, message: str) -> None:
+        message = bounded(message, _REJECTION_CHARS)
+        super().__init__(message)
+        self.reason = reason
+        self.field = field
+        self.message = message
 
 
 @dataclass
@@ -59,6 +103,8 @@ class Session:
     frames_accepted: int = 0
     frames_shed: int = 0
     audio_ms: float = 0.0
+    frames_rejected: int = 0
+    rejected: list[pb.RejectedFrame] = field(default_factory=list)  # the first MAX_LISTED_REJECTIONS
 
 
 @dataclass
@@ -81,6 +127,13 @@ class LiveIngest:
     """Every room's live stream on this gateway; ``start`` it to receive the detector's credits."""
 
     def __init__(self, own: MonitoringSettings, settings: config.ServerSettings, bus: Bus, rooms: Rooms) -> None:
+        if own.max_frame_bytes > settings.max_receive_message_bytes - FRAME_ENVELOPE_BYTES:
+            raise config.ConfigError(
+                f"TESSERA_MONITORING_MAX_FRAME_BYTES ({own.max_frame_bytes}) must be at most "
+                f"TESSERA_MAX_RECEIVE_MESSAGE_BYTES - {FRAME_ENVELOPE_BYTES} "
+                f"({settings.max_receive_message_bytes - FRAME_ENVELOPE_BYTES}): a frame over the gRPC limit ends "
+                "the whole Ingest stream instead of being refused on its own"
+            )
         self.own = own
         self.settings = settings
         self.bus = bus
@@ -153,25 +206,43 @@ class LiveIngest:
         if live is not None and live.session is session:
             live.session = None
 
-    async def _accept_frame(self, session: Session, image: common_pb2.Image, field: str) -> None:
+    async def _frame_bytes(self, image: common_pb2.Image, field: str) -> bytes:
+        """The JPEG or PNG bytes to publish for a frame, or ``FrameRejected``. The image is never decoded before
+        its header's size is checked (``check_image``)."""
         encoding = IMAGE_ENCODINGS.get(image.encoding, "")
         if len(image.data) > self.own.max_frame_bytes:
-            raise ResourceExhausted(f"frame larger than {self.own.max_frame_bytes} bytes", field=f"{field}.data")
+            raise FrameRejected(
+                pb.FRAME_REJECTION_REASON_TOO_LARGE,
+                f"{field}.data",
+                f"frame of {len(image.data)} bytes: at most {self.own.max_frame_bytes} bytes",
+            )
         if image.timestamp_ms < 0:
-            raise InvalidArgument("must be >= 0", field=f"{field}.timestamp_ms")
+            raise FrameRejected(pb.FRAME_REJECTION_REASON_INVALID, f"{field}.timestamp_ms", "must be >= 0")
         try:
             check_image(image.data, encoding, image.width_px, image.height_px)
+            if encoding == "raw_rgb8":
+                return await asyncio.to_thread(raw_to_jpeg, image.data, image.width_px, image.height_px)
+            if len(image.data) > self.own.frame_publish_max_bytes:
+                rgb = await asyncio.to_thread(decode_image, image.data, 1280)
+                return await asyncio.to_thread(encode_jpeg, rgb, 85)
         except ImageError as exc:
-            raise InvalidArgument(str(exc), field=f"{field}.{exc.field}") from None
-        data = image.data
-        if encoding == "raw_rgb8":
-            data = await asyncio.to_thread(raw_to_jpeg, image.data, image.width_px, image.height_px)
-        elif len(data) > self.own.frame_publish_max_bytes:
-            try:
-                rgb = await asyncio.to_thread(decode_image, data, 1280)
-            except ImageError as exc:
-                raise InvalidArgument(str(exc), field=f"{field}.data") from None
-            data = await asyncio.to_thread(encode_jpeg, rgb, 85)
+            reason = (
+                pb.FRAME_REJECTION_REASON_TOO_MANY_PIXELS
+                if isinstance(exc, TooManyPixels)
+                else pb.FRAME_REJECTION_REASON_INVALID
+            )
+            raise FrameRejected(reason, f"{field}.{exc.field}", str(exc)) from None
+        return image.data
+
+    async def _accept_frame(self, session: Session, image: common_pb2.Image, field: str) -> None:
+        """Publish a frame (subject to shedding), or raise ``FrameRejected`` having counted it."""
+        try:
+            data = await self._frame_bytes(image, field)
+        except FrameRejected as rejected:
+            session.frames_rejected += 1
+            self._live(session.room_id).stats.frames_rejected += 1
+            FRAMES_REJECTED.labels(REJECTION_LABELS[rejected.reason]).inc()
+            raise
         live = self._live(session.room_id)
         live.frame_seq += 1
         session.frames_accepted += 1
@@ -265,10 +336,55 @@ class LiveIngest:
                     await self._publish_frames(live, live.shedder.poll(now))
 
     # -- RPCs -----------------------------------------------------------------------------------------------
+    async def _next_message(
+        self, messages: AsyncIterator[pb.IngestRequest], session: Session | None
+    ) -> pb.IngestRequest | None:
+        """The stream's next message, None at its end; ``DeadlineExceeded`` when the client stays quiet too long
+        (the read is abandoned and the call ends with that status, so the room's live slot is freed at once)."""
+        if session is None:
+            timeout_s = self.own.ingest_first_message_timeout_s
+            reason, quiet = INGEST_FIRST_MESSAGE_TIMEOUT, "no first message (naming the room)"
+        else:
+            timeout_s = self.own.ingest_idle_timeout_s
+            reason, quiet = INGEST_IDLE, f"room {shown(session.room_id)}: nothing"
+        try:
+            return await asyncio.wait_for(anext(messages), timeout_s)
+        except StopAsyncIteration:
+            return None
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"{quiet} received for {timeout_s:g} s: the Ingest stream is ended; open a new one to go on",
+                reason=reason,
+            ) from None
+
+    @staticmethod
+    def _note_rejection(session: Session, index: int, image: common_pb2.Image, rejected: FrameRejected) -> None:
+        if session.frames_rejected == 1:
+            log.info(
+                "ingest of room %s: frame #%d refused (%s: %s); the stream goes on",
+                session.room_id,
+                index,
+                rejected.field,
+                rejected.message,
+            )
+        if len(session.rejected) < MAX_LISTED_REJECTIONS:
+            session.rejected.append(
+                pb.RejectedFrame(
+                    message_index=index,
+                    timestamp_ms=image.timestamp_ms,
+                    field=rejected.field,
+                    reason=rejected.reason,
+                    description=rejected.message,
+                )
+            )
+
     async def ingest(self, request_iterator: AsyncIterator[pb.IngestRequest]) -> pb.IngestResponse:
         session: Session | None = None
+        messages = aiter(request_iterator)
+        index = -1
         try:
-            async for request in request_iterator:
+            while (request := await self._next_message(messages, session)) is not None:
+                index += 1
                 if session is None:
                     room = await self.rooms.get(request.room_id)
                     session = self._open_session(room.room_id, request.stream_start_unix_ms)
@@ -276,7 +392,10 @@ class LiveIngest:
                     raise InvalidArgument("one Ingest stream carries one room", field="room_id")
                 kind = request.data.WhichOneof("data")
                 if kind == "frame":
-                    await self._accept_frame(session, request.data.frame, "data.frame")
+                    try:
+                        await self._accept_frame(session, request.data.frame, "data.frame")
+                    except FrameRejected as rejected:
+                        self._note_rejection(session, index, request.data.frame, rejected)
                 elif kind == "audio":
                     await self._accept_audio(session, request.data.audio, "data.audio")
                 else:
@@ -284,12 +403,21 @@ class LiveIngest:
         finally:
             if session is not None:
                 self._close_session(session)
+                if session.frames_rejected:
+                    log.info(
+                        "ingest of room %s ended: %d frames accepted, %d refused",
+                        session.room_id,
+                        session.frames_accepted,
+                        session.frames_rejected,
+                    )
         if session is None:
             raise InvalidArgument("the stream was empty: the first message names the room", field="room_id")
         return pb.IngestResponse(
             frames_accepted=session.frames_accepted,
             frames_shed=session.frames_shed,
             audio_ms_accepted=round(session.audio_ms),
+            frames_rejected=session.frames_rejected,
+            rejected_frames=session.rejected,
         )
 
     async def watch(self, request: pb.WatchRequest) -> AsyncIterator[pb.WatchResponse]:
@@ -358,11 +486,16 @@ class LiveIngest:
         feed, stop = live.feed, live.feed_stop
 
         async def on_frame(timestamp_ms: int, jpeg: bytes) -> None:
-            await self._accept_frame(
-                session,
-                common_pb2.Image(data=jpeg, encoding=common_pb2.IMAGE_ENCODING_JPEG, timestamp_ms=timestamp_ms),
-                "uri",
-            )
+            try:
+                await self._accept_frame(
+                    session,
+                    common_pb2.Image(data=jpeg, encoding=common_pb2.IMAGE_ENCODING_JPEG, timestamp_ms=timestamp_ms),
+                    "uri",
+                )
+            except FrameRejected as rejected:  # counted in the room's stats; the feed goes on
+                if session.frames_rejected == 1:
+                    log.warning("feed of %s: frame at %d ms refused: %s", live.room_id, timestamp_ms, rejected)
+                return
             feed.frames_sent += 1
 
         async def on_audio(start_ms: int, pcm: bytes) -> None:

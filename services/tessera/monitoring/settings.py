@@ -22,7 +22,14 @@ class MonitoringSettings(BaseSettings):
     audio_hop_ms: int = Field(DEFAULT_HOP_MS, ge=50, le=982)
     # Largest encoded frame published as is (bytes); larger ones are re-encoded as JPEG.
     frame_publish_max_bytes: int = Field(900_000, ge=10_000, le=1_000_000)
+    # Largest encoded frame accepted (bytes); a larger one is refused on its own and the stream goes on. Must stay
+    # well below the gRPC receive limit (TESSERA_MAX_RECEIVE_MESSAGE_BYTES): a message over that ends the whole
+    # stream in gRPC itself, and clients still writing may see it as INTERNAL instead of RESOURCE_EXHAUSTED.
     max_frame_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    # Ingest streams: one that sends nothing for ingest_idle_timeout_s (s) is ended, freeing the room's live slot;
+    # one whose first message (naming the room) does not come in ingest_first_message_timeout_s (s) likewise.
+    ingest_idle_timeout_s: float = Field(30.0, gt=0, le=3600)
+    ingest_first_message_timeout_s: float = Field(30.0, gt=0, le=3600)
     max_rooms: int = Field(1000, ge=1)
     # AnalyzeClip bounds.
     clip_max_duration_s: float = Field(600.0, gt=0)

@@ -8,6 +8,7 @@ training script.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +18,12 @@ from numpy.typing import NDArray
 
 MAX_SIDE = 4096
 MAX_PIXELS = 4096 * 4096
+JPEG_SOI = b"\xff\xd8\xff"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Start-of-frame markers (SOF0-SOF15) carry the image size; C4 (DHT), C8 (JPG) and CC (DAC) share the range.
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_JPEG_MAX_SEGMENTS = 1024  # real files reach their frame header within a few dozen segments
+_FILL = re.compile(rb"\xff+")
 
 
 class ImageError(ValueError):
@@ -27,16 +34,88 @@ class ImageError(ValueError):
         self.field = field
 
 
+class TooManyPixels(ImageError):
+    """An image whose header declares more than ``MAX_PIXELS``: refused before anything is decoded."""
+
+
+def image_size(data: bytes) -> tuple[int, int]:
+    """(width, height) of JPEG or PNG bytes, read from the header alone (the JPEG frame header, SOFn; the PNG
+    IHDR chunk) without decoding anything; ``ImageError`` when the header is missing or cannot be read."""
+    if data[:3] == JPEG_SOI:
+        return _jpeg_size(data)
+    if data[:8] == PNG_SIGNATURE:
+        return _png_size(data)
+    raise ImageError("not JPEG or PNG data", "data")
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int]:
+    at = 2  # after SOI; each segment is 0xFF (fill bytes allowed), a marker code, then a length for most
+    for _ in range(_JPEG_MAX_SEGMENTS):
+        # Bytes before a marker are skipped, as libjpeg does (with a warning) when it decodes.
+        start = data.find(b"\xff", at)
+        if start < 0:
+            break
+        fill = _FILL.match(data, start)
+        assert fill is not None
+        at = fill.end()
+        if at >= len(data):
+            break
+        marker = data[at]
+        at += 1
+        if marker in (0x00, 0x01) or 0xD0 <= marker <= 0xD7:  # a stuffed 0xFF, TEM, RSTn: no length
+            continue
+        if marker in (0xD8, 0xD9, 0xDA):  # a second SOI, EOI, or the scan before any frame header
+            raise ImageError("corrupt JPEG header (no frame header before the image data)", "data")
+        if at + 2 > len(data):
+            break
+        length = int.from_bytes(data[at : at + 2], "big")
+        if length < 2:
+            raise ImageError(f"corrupt JPEG header (segment length {length} at byte {at})", "data")
+        if marker in _SOF_MARKERS:
+            if length < 8:
+                raise ImageError(f"corrupt JPEG header (frame header of {length} bytes)", "data")
+            if at + 7 > len(data):
+                break
+            height = int.from_bytes(data[at + 3 : at + 5], "big")
+            width = int.from_bytes(data[at + 5 : at + 7], "big")
+            if not width or not height:
+                raise ImageError(f"the JPEG frame header declares {width}x{height} pixels", "data")
+            return width, height
+        at += length
+    else:
+        raise ImageError(f"corrupt JPEG header (no frame header in its first {_JPEG_MAX_SEGMENTS} segments)", "data")
+    raise ImageError("truncated JPEG header (the data ends before the frame header)", "data")
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    # signature, then the IHDR chunk first: length (13), type, width, height (4 bytes each, big-endian), ...
+    if len(data) < 24 or data[12:16] != b"IHDR":
+        raise ImageError("corrupt PNG header (IHDR is not the first chunk)", "data")
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if not width or not height:
+        raise ImageError(f"the PNG header declares {width}x{height} pixels", "data")
+    return width, height
+
+
+def check_pixels(width: int, height: int, field: str = "data") -> None:
+    """``TooManyPixels`` above ``MAX_PIXELS``."""
+    if width * height > MAX_PIXELS:
+        raise TooManyPixels(f"{width}x{height} pixels: at most {MAX_PIXELS} ({MAX_SIDE}x{MAX_SIDE})", field)
+
+
 def check_image(data: bytes, encoding: str, width: int, height: int) -> None:
-    """Cheap structural checks done where frames are accepted (the detector decodes them)."""
+    """Cheap structural checks done where frames are accepted (the detector decodes them): for JPEG and PNG the
+    header is read and its size bounded, so an image too large to decode is refused before anyone decodes it."""
     if not data:
         raise ImageError("must not be empty", "data")
     if encoding == "jpeg":
-        if data[:3] != b"\xff\xd8\xff":
+        if data[:3] != JPEG_SOI:
             raise ImageError("not JPEG data (no SOI marker)", "data")
+        check_pixels(*_jpeg_size(data))
     elif encoding == "png":
-        if data[:8] != b"\x89PNG\r\n\x1a\n":
+        if data[:8] != PNG_SIGNATURE:
             raise ImageError("not PNG data (no signature)", "data")
+        check_pixels(*_png_size(data))
     elif encoding == "raw_rgb8":
         if width <= 0 or height <= 0:
             raise ImageError("RAW_RGB8 frames need width_px and height_px", "width_px" if width <= 0 else "height_px")
@@ -61,17 +140,18 @@ def encode_jpeg(rgb: NDArray[np.uint8], quality: int = 90) -> bytes:
 
 
 def decode_image(data: bytes, max_side: int = 0) -> NDArray[np.uint8]:
-    """JPEG/PNG bytes -> RGB. With ``max_side``, JPEGs are decoded at a reduced scale where that suffices."""
+    """JPEG/PNG bytes -> RGB. The size is read from the header first: above ``MAX_PIXELS`` nothing is decoded
+    (``TooManyPixels``). With ``max_side``, JPEGs are decoded at a reduced scale where that suffices."""
+    width, height = image_size(data)
+    check_pixels(width, height)
     array: NDArray[np.uint8] = np.frombuffer(data, dtype=np.uint8)
     flags = cv2.IMREAD_COLOR
     if max_side:
-        header = cv2.imdecode(array, cv2.IMREAD_REDUCED_GRAYSCALE_8)  # cheap: 1/8 scale
-        if header is not None:
-            side = max(header.shape) * 8
-            for factor, flag in ((4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2)):
-                if side // factor >= max_side:
-                    flags = flag
-                    break
+        side = max(width, height)
+        for factor, flag in ((4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2)):
+            if side // factor >= max_side:
+                flags = flag
+                break
     image = cv2.imdecode(array, flags)
     if image is None:
         raise ImageError("undecodable image", "data")

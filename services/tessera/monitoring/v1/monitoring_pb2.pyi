@@ -92,6 +92,42 @@ FEED_STATE_FAILED: FeedState.ValueType  # 3
 """The source could not be opened or decoded; `error` says why."""
 Global___FeedState: _TypeAlias = FeedState  # noqa: Y015
 
+class _FrameRejectionReason:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _FrameRejectionReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FrameRejectionReason.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    FRAME_REJECTION_REASON_UNSPECIFIED: _FrameRejectionReason.ValueType  # 0
+    FRAME_REJECTION_REASON_INVALID: _FrameRejectionReason.ValueType  # 1
+    """The frame is malformed (what a call would get as INVALID_ARGUMENT): empty data, data that is not the encoding
+    named (no JPEG SOI marker, no PNG signature), an image header that cannot be read, a RAW_RGB8 frame whose size
+    does not match width_px x height_px, an unknown encoding, a negative timestamp, or an image that does not decode.
+    """
+    FRAME_REJECTION_REASON_TOO_LARGE: _FrameRejectionReason.ValueType  # 2
+    """The encoded frame is larger than TESSERA_MONITORING_MAX_FRAME_BYTES (RESOURCE_EXHAUSTED)."""
+    FRAME_REJECTION_REASON_TOO_MANY_PIXELS: _FrameRejectionReason.ValueType  # 3
+    """The image header declares more than 16777216 pixels (4096 x 4096); the frame is refused before it is decoded
+    (RESOURCE_EXHAUSTED).
+    """
+
+class FrameRejectionReason(_FrameRejectionReason, metaclass=_FrameRejectionReasonEnumTypeWrapper):
+    """Why the gateway refused a frame of an Ingest stream."""
+
+FRAME_REJECTION_REASON_UNSPECIFIED: FrameRejectionReason.ValueType  # 0
+FRAME_REJECTION_REASON_INVALID: FrameRejectionReason.ValueType  # 1
+"""The frame is malformed (what a call would get as INVALID_ARGUMENT): empty data, data that is not the encoding
+named (no JPEG SOI marker, no PNG signature), an image header that cannot be read, a RAW_RGB8 frame whose size
+does not match width_px x height_px, an unknown encoding, a negative timestamp, or an image that does not decode.
+"""
+FRAME_REJECTION_REASON_TOO_LARGE: FrameRejectionReason.ValueType  # 2
+"""The encoded frame is larger than TESSERA_MONITORING_MAX_FRAME_BYTES (RESOURCE_EXHAUSTED)."""
+FRAME_REJECTION_REASON_TOO_MANY_PIXELS: FrameRejectionReason.ValueType  # 3
+"""The image header declares more than 16777216 pixels (4096 x 4096); the frame is refused before it is decoded
+(RESOURCE_EXHAUSTED).
+"""
+Global___FrameRejectionReason: _TypeAlias = FrameRejectionReason  # noqa: Y015
+
 class _AlertSource:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -363,6 +399,7 @@ class RoomStats(_message.Message):
     AUDIO_WINDOWS_PUBLISHED_FIELD_NUMBER: _builtins.int
     FRAMES_SHED_BY_DETECTOR_FIELD_NUMBER: _builtins.int
     FRAMES_ANALYZED_FIELD_NUMBER: _builtins.int
+    FRAMES_REJECTED_FIELD_NUMBER: _builtins.int
     frames_accepted: _builtins.int
     frames_shed: _builtins.int
     """Frames dropped by the gateway's shedding policy: the oldest waiting frame goes when the queue is full."""
@@ -373,6 +410,8 @@ class RoomStats(_message.Message):
     """Frames a detector dropped because they were older than TESSERA_MONITORING_FRAME_MAX_LAG_MS when it got to them."""
     frames_analyzed: _builtins.int
     """Frames whose detections came back."""
+    frames_rejected: _builtins.int
+    """Frames the gateway refused one by one (see `IngestResponse.rejected_frames`); their streams went on."""
     def __init__(
         self,
         *,
@@ -382,10 +421,11 @@ class RoomStats(_message.Message):
         audio_windows_published: _builtins.int = ...,
         frames_shed_by_detector: _builtins.int = ...,
         frames_analyzed: _builtins.int = ...,
+        frames_rejected: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio_ms_accepted", b"audio_ms_accepted", "audio_windows_published", b"audio_windows_published", "frames_accepted", b"frames_accepted", "frames_analyzed", b"frames_analyzed", "frames_shed", b"frames_shed", "frames_shed_by_detector", b"frames_shed_by_detector"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio_ms_accepted", b"audio_ms_accepted", "audio_windows_published", b"audio_windows_published", "frames_accepted", b"frames_accepted", "frames_analyzed", b"frames_analyzed", "frames_rejected", b"frames_rejected", "frames_shed", b"frames_shed", "frames_shed_by_detector", b"frames_shed_by_detector"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -704,26 +744,74 @@ class IngestRequest(_message.Message):
 Global___IngestRequest: _TypeAlias = IngestRequest  # noqa: Y015
 
 @_typing.final
+class RejectedFrame(_message.Message):
+    """A frame the gateway refused; the stream went on without it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGE_INDEX_FIELD_NUMBER: _builtins.int
+    TIMESTAMP_MS_FIELD_NUMBER: _builtins.int
+    FIELD_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    message_index: _builtins.int
+    """Position of the frame's IngestRequest in the stream, counting from 0 (the first message)."""
+    timestamp_ms: _builtins.int
+    """The frame's `timestamp_ms` as sent, milliseconds of stream time."""
+    field: _builtins.str
+    """The request field at fault, a dotted path from IngestRequest, e.g. "data.frame.data"."""
+    reason: Global___FrameRejectionReason.ValueType
+    description: _builtins.str
+    """What is wrong, for people (at most 200 characters)."""
+    def __init__(
+        self,
+        *,
+        message_index: _builtins.int = ...,
+        timestamp_ms: _builtins.int = ...,
+        field: _builtins.str = ...,
+        reason: Global___FrameRejectionReason.ValueType = ...,
+        description: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "field", b"field", "message_index", b"message_index", "reason", b"reason", "timestamp_ms", b"timestamp_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RejectedFrame: _TypeAlias = RejectedFrame  # noqa: Y015
+
+@_typing.final
 class IngestResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     FRAMES_ACCEPTED_FIELD_NUMBER: _builtins.int
     FRAMES_SHED_FIELD_NUMBER: _builtins.int
     AUDIO_MS_ACCEPTED_FIELD_NUMBER: _builtins.int
+    FRAMES_REJECTED_FIELD_NUMBER: _builtins.int
+    REJECTED_FRAMES_FIELD_NUMBER: _builtins.int
     frames_accepted: _builtins.int
     frames_shed: _builtins.int
     """Frames of this stream dropped by the shedding policy (the oldest waiting frames go first)."""
     audio_ms_accepted: _builtins.int
+    """Audio accepted, milliseconds."""
+    frames_rejected: _builtins.int
+    """Frames of this stream the gateway refused one by one; the stream went on without them."""
+    @_builtins.property
+    def rejected_frames(self) -> _containers.RepeatedCompositeFieldContainer[Global___RejectedFrame]:
+        """The first 16 refused frames, in stream order (`frames_rejected` counts them all)."""
+
     def __init__(
         self,
         *,
         frames_accepted: _builtins.int = ...,
         frames_shed: _builtins.int = ...,
         audio_ms_accepted: _builtins.int = ...,
+        frames_rejected: _builtins.int = ...,
+        rejected_frames: _abc.Iterable[Global___RejectedFrame] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio_ms_accepted", b"audio_ms_accepted", "frames_accepted", b"frames_accepted", "frames_shed", b"frames_shed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio_ms_accepted", b"audio_ms_accepted", "frames_accepted", b"frames_accepted", "frames_rejected", b"frames_rejected", "frames_shed", b"frames_shed", "rejected_frames", b"rejected_frames"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -114,6 +114,15 @@ class MonitoringServiceServicer:
 
     def Ingest(self, request_iterator, context):
         """Frames and audio of one room from a client-side capture. The first message names the room.
+
+        A frame the gateway cannot take (malformed, over TESSERA_MONITORING_MAX_FRAME_BYTES, or declaring more pixels
+        than the detector decodes) is refused on its own: the stream goes on, and the response counts and lists it
+        (`IngestResponse.rejected_frames`). Anything else wrong with a message ends the stream with its status.
+
+        A stream whose first message does not come within TESSERA_MONITORING_INGEST_FIRST_MESSAGE_TIMEOUT_S, or that
+        then sends nothing for TESSERA_MONITORING_INGEST_IDLE_TIMEOUT_S, is ended with DEADLINE_EXCEEDED and a
+        google.rpc.ErrorInfo reason (INGEST_FIRST_MESSAGE_TIMEOUT, INGEST_IDLE); the room's live slot is free at once.
+        What was accepted before is kept (it is on the cascade's stream).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -43,7 +43,17 @@ class MonitoringServiceStub:
     DeleteRoom: _grpc.UnaryUnaryMultiCallable[_monitoring_pb2.DeleteRoomRequest, _monitoring_pb2.DeleteRoomResponse]
     """Deletes a room and stops its feed; alerts already published stay on the audit stream."""
     Ingest: _grpc.StreamUnaryMultiCallable[_monitoring_pb2.IngestRequest, _monitoring_pb2.IngestResponse]
-    """Frames and audio of one room from a client-side capture. The first message names the room."""
+    """Frames and audio of one room from a client-side capture. The first message names the room.
+
+    A frame the gateway cannot take (malformed, over TESSERA_MONITORING_MAX_FRAME_BYTES, or declaring more pixels
+    than the detector decodes) is refused on its own: the stream goes on, and the response counts and lists it
+    (`IngestResponse.rejected_frames`). Anything else wrong with a message ends the stream with its status.
+
+    A stream whose first message does not come within TESSERA_MONITORING_INGEST_FIRST_MESSAGE_TIMEOUT_S, or that
+    then sends nothing for TESSERA_MONITORING_INGEST_IDLE_TIMEOUT_S, is ended with DEADLINE_EXCEEDED and a
+    google.rpc.ErrorInfo reason (INGEST_FIRST_MESSAGE_TIMEOUT, INGEST_IDLE); the room's live slot is free at once.
+    What was accepted before is kept (it is on the cascade's stream).
+    """
     Watch: _grpc.UnaryStreamMultiCallable[_monitoring_pb2.WatchRequest, _monitoring_pb2.WatchResponse]
     """Alerts of a room: replayed from the audit stream where asked, then live."""
     AnalyzeClip: _grpc.UnaryUnaryMultiCallable[_monitoring_pb2.AnalyzeClipRequest, _monitoring_pb2.AnalyzeClipResponse]
@@ -65,7 +75,17 @@ class MonitoringServiceAsyncStub(MonitoringServiceStub):
     DeleteRoom: _aio.UnaryUnaryMultiCallable[_monitoring_pb2.DeleteRoomRequest, _monitoring_pb2.DeleteRoomResponse]  # type: ignore[assignment]
     """Deletes a room and stops its feed; alerts already published stay on the audit stream."""
     Ingest: _aio.StreamUnaryMultiCallable[_monitoring_pb2.IngestRequest, _monitoring_pb2.IngestResponse]  # type: ignore[assignment]
-    """Frames and audio of one room from a client-side capture. The first message names the room."""
+    """Frames and audio of one room from a client-side capture. The first message names the room.
+
+    A frame the gateway cannot take (malformed, over TESSERA_MONITORING_MAX_FRAME_BYTES, or declaring more pixels
+    than the detector decodes) is refused on its own: the stream goes on, and the response counts and lists it
+    (`IngestResponse.rejected_frames`). Anything else wrong with a message ends the stream with its status.
+
+    A stream whose first message does not come within TESSERA_MONITORING_INGEST_FIRST_MESSAGE_TIMEOUT_S, or that
+    then sends nothing for TESSERA_MONITORING_INGEST_IDLE_TIMEOUT_S, is ended with DEADLINE_EXCEEDED and a
+    google.rpc.ErrorInfo reason (INGEST_FIRST_MESSAGE_TIMEOUT, INGEST_IDLE); the room's live slot is free at once.
+    What was accepted before is kept (it is on the cascade's stream).
+    """
     Watch: _aio.UnaryStreamMultiCallable[_monitoring_pb2.WatchRequest, _monitoring_pb2.WatchResponse]  # type: ignore[assignment]
     """Alerts of a room: replayed from the audit stream where asked, then live."""
     AnalyzeClip: _aio.UnaryUnaryMultiCallable[_monitoring_pb2.AnalyzeClipRequest, _monitoring_pb2.AnalyzeClipResponse]  # type: ignore[assignment]
@@ -114,7 +134,17 @@ class MonitoringServiceServicer(metaclass=_abc_1.ABCMeta):
         request_iterator: _MaybeAsyncIterator[_monitoring_pb2.IngestRequest],
         context: _ServicerContext,
     ) -> _typing.Union[_monitoring_pb2.IngestResponse, _abc.Awaitable[_monitoring_pb2.IngestResponse]]:
-        """Frames and audio of one room from a client-side capture. The first message names the room."""
+        """Frames and audio of one room from a client-side capture. The first message names the room.
+
+        A frame the gateway cannot take (malformed, over TESSERA_MONITORING_MAX_FRAME_BYTES, or declaring more pixels
+        than the detector decodes) is refused on its own: the stream goes on, and the response counts and lists it
+        (`IngestResponse.rejected_frames`). Anything else wrong with a message ends the stream with its status.
+
+        A stream whose first message does not come within TESSERA_MONITORING_INGEST_FIRST_MESSAGE_TIMEOUT_S, or that
+        then sends nothing for TESSERA_MONITORING_INGEST_IDLE_TIMEOUT_S, is ended with DEADLINE_EXCEEDED and a
+        google.rpc.ErrorInfo reason (INGEST_FIRST_MESSAGE_TIMEOUT, INGEST_IDLE); the room's live slot is free at once.
+        What was accepted before is kept (it is on the cascade's stream).
+        """
 
     @_abc_1.abstractmethod
     def Watch(
