@@ -41,16 +41,25 @@ async def _count(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) ->
         yield str(i).encode()
 
 
+CLEANED_UP: list[str] = []  # handlers that ran their finally block
+
+
 async def _ticks(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[bytes]:
-    while True:  # a live feed: it ends only when its client or the server ends it
-        yield b"tick"
-        await asyncio.sleep(0.05)
+    try:
+        while True:  # a live feed: it ends only when its client or the server ends it
+            yield b"tick"
+            await asyncio.sleep(0.05)
+    finally:
+        CLEANED_UP.append(f"ticks:{request.decode()}")
 
 
 async def _sink(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
     count = 0
-    async for _ in requests:
-        count += 1
+    try:
+        async for _ in requests:
+            count += 1
+    finally:
+        CLEANED_UP.append("sink")
     return str(count).encode()
 
 
@@ -259,3 +268,30 @@ async def test_drain_ends_open_streams_with_draining_after_the_capability_delive
             await asyncio.wait_for(drain, 10)
     finally:
         await srv.server.stop(0)
+
+
+async def test_a_stream_cancelled_by_its_client_runs_the_handlers_cleanup(server: TesseraServer) -> None:
+    """The drain wrapper must not keep a cancelled handler alive: its finally (a participant leaving) runs now."""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        ticks = channel.unary_stream(f"/{SERVICE}/Ticks")(b"cancelled")
+        assert await ticks.read() == b"tick"
+        ticks.cancel()
+        for _ in range(100):
+            if "ticks:cancelled" in CLEANED_UP:
+                break
+            await asyncio.sleep(0.02)
+        assert "ticks:cancelled" in CLEANED_UP
+
+        async def one_then_wait() -> AsyncIterator[bytes]:
+            yield b"frame"
+            await asyncio.Event().wait()
+
+        CLEANED_UP.clear()
+        sink = channel.stream_unary(f"/{SERVICE}/Sink")(one_then_wait())
+        await asyncio.sleep(0.2)
+        sink.cancel()
+        for _ in range(100):
+            if "sink" in CLEANED_UP:
+                break
+            await asyncio.sleep(0.02)
+        assert "sink" in CLEANED_UP

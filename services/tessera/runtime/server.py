@@ -132,19 +132,28 @@ def draining_error() -> Unavailable:
     return Unavailable(DRAINING_MESSAGE, reason="DRAINING")
 
 
+async def _settle(future: asyncio.Future[Any]) -> None:
+    """Cancel ``future`` if it still runs and wait for it, so the handler's own cleanup (finally blocks) runs now;
+    whatever it ended with is retrieved here (no "exception was never retrieved")."""
+    if not future.done():
+        future.cancel()
+    with contextlib.suppress(BaseException):
+        await future
+
+
 async def _until_drained(items: AsyncIterator[Any], draining: asyncio.Event) -> AsyncIterator[Any]:
     """``items`` until they end or ``draining`` is set; then the handler is cancelled and the stream ends with
-    UNAVAILABLE/DRAINING instead of hanging until the grace period cuts it."""
+    UNAVAILABLE/DRAINING instead of hanging until the grace period cuts it. A call cancelled by its client cancels
+    the handler too."""
     iterator = items.__aiter__()
     drained = asyncio.ensure_future(draining.wait())
+    step: asyncio.Future[Any] | None = None
     try:
         while True:
             step = asyncio.ensure_future(iterator.__anext__())
             await asyncio.wait({step, drained}, return_when=asyncio.FIRST_COMPLETED)
             if not step.done():
-                step.cancel()
-                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-                    await step
+                await _settle(step)
                 raise draining_error()
             try:
                 item = step.result()
@@ -153,6 +162,8 @@ async def _until_drained(items: AsyncIterator[Any], draining: asyncio.Event) -> 
             yield item
     finally:
         drained.cancel()
+        if step is not None:
+            await _settle(step)
         closer = getattr(iterator, "aclose", None)
         if closer is not None:
             with contextlib.suppress(Exception):
@@ -160,19 +171,19 @@ async def _until_drained(items: AsyncIterator[Any], draining: asyncio.Event) -> 
 
 
 async def _unless_drained(call: Awaitable[Any], draining: asyncio.Event) -> Any:
-    """A client-streaming call's result, or UNAVAILABLE/DRAINING once ``draining`` is set (the handler cancelled)."""
+    """A client-streaming call's result, or UNAVAILABLE/DRAINING once ``draining`` is set (the handler cancelled).
+    A call cancelled by its client cancels the handler too."""
     task = asyncio.ensure_future(call)
     drained = asyncio.ensure_future(draining.wait())
     try:
         await asyncio.wait({task, drained}, return_when=asyncio.FIRST_COMPLETED)
         if task.done():
             return task.result()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
         raise draining_error()
     finally:
         drained.cancel()
+        if not task.done():
+            await _settle(task)
 
 
 class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
