@@ -57,10 +57,17 @@ class Conference:
     participants: dict[str, Participant] = field(default_factory=dict)
     state: State = State.ACTIVE
     next_seq: int = 1
+    last_activity_ms: int = 0  # the last join, leave or segment (Unix ms); what idle expiry counts from
+    end_ms: int = 0  # when it was ended (Unix ms); 0 while active
     floor: Floor = field(init=False)
 
     def __post_init__(self) -> None:
         self.floor = Floor(self.max_hold_s)
+        self.last_activity_ms = self.last_activity_ms or self.created_unix_ms
+
+    def end(self, now_ms: int) -> None:
+        if self.state is State.ACTIVE:
+            self.state, self.end_ms = State.ENDED, now_ms
 
     def join(self, participant_id: str, display_name: str, language_tag: str) -> Participant:
         if self.state is not State.ACTIVE:
@@ -93,4 +100,9 @@ class Conference:
         seq = self.next_seq
         self.next_seq += 1
         targets = tuple(lang for lang in self.languages() if lang != speaker.language)
-        return SegmentPlan(seq, f"{self.conference_id}-{seq:06d}", speaker_id, speaker.language, targets)
+        return SegmentPlan(seq, self.segment_id(seq), speaker_id, speaker.language, targets)
+
+    def segment_id(self, seq: int) -> str:
+        """``<conference>-<creation, hex ms>-<seq>``: unique to this conference's lifetime, so that one created again
+        under the same id (after it expired) is not taken for a repeat by JetStream's duplicate window."""
+        return f"{self.conference_id}-{self.created_unix_ms:x}-{seq:06d}"

@@ -34,7 +34,8 @@ def test_join_and_segment_plan() -> None:
     conf.join("c", "Carme", "ca")
     conf.join("d", "Dani", "ca")
     plan = conf.plan_segment("a")
-    assert (plan.seq, plan.segment_id, plan.targets) == (1, "c1-000001", ("ca", "es"))
+    assert (plan.seq, plan.segment_id, plan.targets) == (1, "c1-0-000001", ("ca", "es"))
+    assert Conference("c1", "again", 60, 255, SUPPORT).segment_id(1) == "c1-ff-000001", "another lifetime"
     assert conf.plan_segment("a").seq == 2
     assert model_calls_per_segment(len(conf.languages())) == 5  # 1 ASR + 2 x (MT + TTS), not per listener
     with pytest.raises(JoinRefused) as refused:

@@ -109,6 +109,9 @@ class Conference(_message.Message):
     LANGUAGES_FIELD_NUMBER: _builtins.int
     SEGMENTS_ACCEPTED_FIELD_NUMBER: _builtins.int
     CREATE_TIME_MS_FIELD_NUMBER: _builtins.int
+    LAST_ACTIVITY_TIME_MS_FIELD_NUMBER: _builtins.int
+    END_TIME_MS_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_MS_FIELD_NUMBER: _builtins.int
     conference_id: _builtins.str
     display_name: _builtins.str
     state: Global___ConferenceState.ValueType
@@ -120,6 +123,14 @@ class Conference(_message.Message):
     """Speech segments accepted into the cascade so far."""
     create_time_ms: _builtins.int
     """Creation time, milliseconds since the Unix epoch."""
+    last_activity_time_ms: _builtins.int
+    """The last join, leave or accepted segment, milliseconds since the Unix epoch."""
+    end_time_ms: _builtins.int
+    """When the conference was ended, milliseconds since the Unix epoch; 0 while it is active."""
+    expire_time_ms: _builtins.int
+    """When the conference is deleted unless something happens first, milliseconds since the Unix epoch: the idle TTL
+    after the last activity (kept ahead while anyone is connected), or 300 s after the end.
+    """
     @_builtins.property
     def participants(self) -> _containers.RepeatedCompositeFieldContainer[Global___Participant]: ...
     @_builtins.property
@@ -143,10 +154,13 @@ class Conference(_message.Message):
         languages: _abc.Iterable[_builtins.str] | None = ...,
         segments_accepted: _builtins.int = ...,
         create_time_ms: _builtins.int = ...,
+        last_activity_time_ms: _builtins.int = ...,
+        end_time_ms: _builtins.int = ...,
+        expire_time_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["conference_id", b"conference_id", "create_time_ms", b"create_time_ms", "display_name", b"display_name", "floor_holder_id", b"floor_holder_id", "floor_queue", b"floor_queue", "languages", b"languages", "max_floor_hold_ms", b"max_floor_hold_ms", "participants", b"participants", "segments_accepted", b"segments_accepted", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conference_id", b"conference_id", "create_time_ms", b"create_time_ms", "display_name", b"display_name", "end_time_ms", b"end_time_ms", "expire_time_ms", b"expire_time_ms", "floor_holder_id", b"floor_holder_id", "floor_queue", b"floor_queue", "languages", b"languages", "last_activity_time_ms", b"last_activity_time_ms", "max_floor_hold_ms", b"max_floor_hold_ms", "participants", b"participants", "segments_accepted", b"segments_accepted", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -216,6 +230,56 @@ class EndConferenceRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___EndConferenceRequest: _TypeAlias = EndConferenceRequest  # noqa: Y015
+
+@_typing.final
+class ListConferencesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """Conferences per page: 0 means 50; larger values than 200 are treated as 200; negative is INVALID_ARGUMENT."""
+    page_token: _builtins.str
+    """The next_page_token of the previous page; empty for the first page. Opaque: pass it back as received."""
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListConferencesRequest: _TypeAlias = ListConferencesRequest  # noqa: Y015
+
+@_typing.final
+class ListConferencesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONFERENCES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty on the last page."""
+    @_builtins.property
+    def conferences(self) -> _containers.RepeatedCompositeFieldContainer[Global___Conference]:
+        """In conference_id order."""
+
+    def __init__(
+        self,
+        *,
+        conferences: _abc.Iterable[Global___Conference] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conferences", b"conferences", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListConferencesResponse: _TypeAlias = ListConferencesResponse  # noqa: Y015
 
 @_typing.final
 class ListLanguagesRequest(_message.Message):

@@ -26,7 +26,11 @@ if _version_not_supported:
 
 
 class ConferenceServiceStub:
-    """Missing associated documentation comment in .proto file."""
+    """Conferences are kept in JetStream key-value (bucket TRANSLATION_CONFERENCES): they survive a gateway restart or a
+    move to another replica, and participants Join them again there. One that nobody is connected to and nothing
+    happened in for the idle TTL (TESSERA_TRANSLATION_CONFERENCE_IDLE_TTL_S) is deleted, and an ended one 300 s after
+    its end.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -49,6 +53,11 @@ class ConferenceServiceStub:
                 request_serializer=tessera_dot_translation_dot_v1_dot_translation__pb2.EndConferenceRequest.SerializeToString,
                 response_deserializer=tessera_dot_translation_dot_v1_dot_translation__pb2.Conference.FromString,
                 _registered_method=True)
+        self.ListConferences = channel.unary_unary(
+                '/tessera.translation.v1.ConferenceService/ListConferences',
+                request_serializer=tessera_dot_translation_dot_v1_dot_translation__pb2.ListConferencesRequest.SerializeToString,
+                response_deserializer=tessera_dot_translation_dot_v1_dot_translation__pb2.ListConferencesResponse.FromString,
+                _registered_method=True)
         self.ListLanguages = channel.unary_unary(
                 '/tessera.translation.v1.ConferenceService/ListLanguages',
                 request_serializer=tessera_dot_translation_dot_v1_dot_translation__pb2.ListLanguagesRequest.SerializeToString,
@@ -62,7 +71,11 @@ class ConferenceServiceStub:
 
 
 class ConferenceServiceServicer:
-    """Missing associated documentation comment in .proto file."""
+    """Conferences are kept in JetStream key-value (bucket TRANSLATION_CONFERENCES): they survive a gateway restart or a
+    move to another replica, and participants Join them again there. One that nobody is connected to and nothing
+    happened in for the idle TTL (TESSERA_TRANSLATION_CONFERENCE_IDLE_TTL_S) is deleted, and an ended one 300 s after
+    its end.
+    """
 
     def CreateConference(self, request, context):
         """Missing associated documentation comment in .proto file."""
@@ -82,6 +95,13 @@ class ConferenceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListConferences(self, request, context):
+        """Every conference, active and recently ended, in conference id order, a page at a time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListLanguages(self, request, context):
         """Languages the deployed models serve (ASR sources, MT pairs, TTS voices).
         """
@@ -91,6 +111,9 @@ class ConferenceServiceServicer:
 
     def Join(self, request_iterator, context):
         """The first ClientEvent must be `join`; the stream then carries floor requests, audio and text both ways.
+        When it ends with UNAVAILABLE (ErrorInfo reason DRAINING: the gateway is shutting down, after delivering the
+        segments in flight; or a lost connection), Join again with the same conference_id and participant_id: the
+        conference goes on at another replica or the restarted gateway. The floor is not carried over: request it again.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -114,6 +137,11 @@ def add_ConferenceServiceServicer_to_server(servicer, server):
                     request_deserializer=tessera_dot_translation_dot_v1_dot_translation__pb2.EndConferenceRequest.FromString,
                     response_serializer=tessera_dot_translation_dot_v1_dot_translation__pb2.Conference.SerializeToString,
             ),
+            'ListConferences': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListConferences,
+                    request_deserializer=tessera_dot_translation_dot_v1_dot_translation__pb2.ListConferencesRequest.FromString,
+                    response_serializer=tessera_dot_translation_dot_v1_dot_translation__pb2.ListConferencesResponse.SerializeToString,
+            ),
             'ListLanguages': grpc.unary_unary_rpc_method_handler(
                     servicer.ListLanguages,
                     request_deserializer=tessera_dot_translation_dot_v1_dot_translation__pb2.ListLanguagesRequest.FromString,
@@ -133,7 +161,11 @@ def add_ConferenceServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class ConferenceService:
-    """Missing associated documentation comment in .proto file."""
+    """Conferences are kept in JetStream key-value (bucket TRANSLATION_CONFERENCES): they survive a gateway restart or a
+    move to another replica, and participants Join them again there. One that nobody is connected to and nothing
+    happened in for the idle TTL (TESSERA_TRANSLATION_CONFERENCE_IDLE_TTL_S) is deleted, and an ended one 300 s after
+    its end.
+    """
 
     @staticmethod
     def CreateConference(request,
@@ -206,6 +238,33 @@ class ConferenceService:
             '/tessera.translation.v1.ConferenceService/EndConference',
             tessera_dot_translation_dot_v1_dot_translation__pb2.EndConferenceRequest.SerializeToString,
             tessera_dot_translation_dot_v1_dot_translation__pb2.Conference.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListConferences(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.translation.v1.ConferenceService/ListConferences',
+            tessera_dot_translation_dot_v1_dot_translation__pb2.ListConferencesRequest.SerializeToString,
+            tessera_dot_translation_dot_v1_dot_translation__pb2.ListConferencesResponse.FromString,
             options,
             channel_credentials,
             insecure,

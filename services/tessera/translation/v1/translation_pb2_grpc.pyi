@@ -30,6 +30,12 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class ConferenceServiceStub:
+    """Conferences are kept in JetStream key-value (bucket TRANSLATION_CONFERENCES): they survive a gateway restart or a
+    move to another replica, and participants Join them again there. One that nobody is connected to and nothing
+    happened in for the idle TTL (TESSERA_TRANSLATION_CONFERENCE_IDLE_TTL_S) is deleted, and an ended one 300 s after
+    its end.
+    """
+
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
@@ -37,23 +43,47 @@ class ConferenceServiceStub:
     CreateConference: _grpc.UnaryUnaryMultiCallable[_translation_pb2.CreateConferenceRequest, _translation_pb2.Conference]
     GetConference: _grpc.UnaryUnaryMultiCallable[_translation_pb2.GetConferenceRequest, _translation_pb2.Conference]
     EndConference: _grpc.UnaryUnaryMultiCallable[_translation_pb2.EndConferenceRequest, _translation_pb2.Conference]
+    ListConferences: _grpc.UnaryUnaryMultiCallable[_translation_pb2.ListConferencesRequest, _translation_pb2.ListConferencesResponse]
+    """Every conference, active and recently ended, in conference id order, a page at a time."""
     ListLanguages: _grpc.UnaryUnaryMultiCallable[_translation_pb2.ListLanguagesRequest, _translation_pb2.ListLanguagesResponse]
     """Languages the deployed models serve (ASR sources, MT pairs, TTS voices)."""
     Join: _grpc.StreamStreamMultiCallable[_translation_pb2.ClientEvent, _translation_pb2.ServerEvent]
-    """The first ClientEvent must be `join`; the stream then carries floor requests, audio and text both ways."""
+    """The first ClientEvent must be `join`; the stream then carries floor requests, audio and text both ways.
+    When it ends with UNAVAILABLE (ErrorInfo reason DRAINING: the gateway is shutting down, after delivering the
+    segments in flight; or a lost connection), Join again with the same conference_id and participant_id: the
+    conference goes on at another replica or the restarted gateway. The floor is not carried over: request it again.
+    """
 
 @_typing.type_check_only
 class ConferenceServiceAsyncStub(ConferenceServiceStub):
+    """Conferences are kept in JetStream key-value (bucket TRANSLATION_CONFERENCES): they survive a gateway restart or a
+    move to another replica, and participants Join them again there. One that nobody is connected to and nothing
+    happened in for the idle TTL (TESSERA_TRANSLATION_CONFERENCE_IDLE_TTL_S) is deleted, and an ended one 300 s after
+    its end.
+    """
+
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateConference: _aio.UnaryUnaryMultiCallable[_translation_pb2.CreateConferenceRequest, _translation_pb2.Conference]  # type: ignore[assignment]
     GetConference: _aio.UnaryUnaryMultiCallable[_translation_pb2.GetConferenceRequest, _translation_pb2.Conference]  # type: ignore[assignment]
     EndConference: _aio.UnaryUnaryMultiCallable[_translation_pb2.EndConferenceRequest, _translation_pb2.Conference]  # type: ignore[assignment]
+    ListConferences: _aio.UnaryUnaryMultiCallable[_translation_pb2.ListConferencesRequest, _translation_pb2.ListConferencesResponse]  # type: ignore[assignment]
+    """Every conference, active and recently ended, in conference id order, a page at a time."""
     ListLanguages: _aio.UnaryUnaryMultiCallable[_translation_pb2.ListLanguagesRequest, _translation_pb2.ListLanguagesResponse]  # type: ignore[assignment]
     """Languages the deployed models serve (ASR sources, MT pairs, TTS voices)."""
     Join: _aio.StreamStreamMultiCallable[_translation_pb2.ClientEvent, _translation_pb2.ServerEvent]  # type: ignore[assignment]
-    """The first ClientEvent must be `join`; the stream then carries floor requests, audio and text both ways."""
+    """The first ClientEvent must be `join`; the stream then carries floor requests, audio and text both ways.
+    When it ends with UNAVAILABLE (ErrorInfo reason DRAINING: the gateway is shutting down, after delivering the
+    segments in flight; or a lost connection), Join again with the same conference_id and participant_id: the
+    conference goes on at another replica or the restarted gateway. The floor is not carried over: request it again.
+    """
 
 class ConferenceServiceServicer(metaclass=_abc_1.ABCMeta):
+    """Conferences are kept in JetStream key-value (bucket TRANSLATION_CONFERENCES): they survive a gateway restart or a
+    move to another replica, and participants Join them again there. One that nobody is connected to and nothing
+    happened in for the idle TTL (TESSERA_TRANSLATION_CONFERENCE_IDLE_TTL_S) is deleted, and an ended one 300 s after
+    its end.
+    """
+
     @_abc_1.abstractmethod
     def CreateConference(
         self,
@@ -76,6 +106,14 @@ class ConferenceServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_translation_pb2.Conference, _abc.Awaitable[_translation_pb2.Conference]]: ...
 
     @_abc_1.abstractmethod
+    def ListConferences(
+        self,
+        request: _translation_pb2.ListConferencesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_translation_pb2.ListConferencesResponse, _abc.Awaitable[_translation_pb2.ListConferencesResponse]]:
+        """Every conference, active and recently ended, in conference id order, a page at a time."""
+
+    @_abc_1.abstractmethod
     def ListLanguages(
         self,
         request: _translation_pb2.ListLanguagesRequest,
@@ -89,6 +127,10 @@ class ConferenceServiceServicer(metaclass=_abc_1.ABCMeta):
         request_iterator: _MaybeAsyncIterator[_translation_pb2.ClientEvent],
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_translation_pb2.ServerEvent], _abc.AsyncIterator[_translation_pb2.ServerEvent]]:
-        """The first ClientEvent must be `join`; the stream then carries floor requests, audio and text both ways."""
+        """The first ClientEvent must be `join`; the stream then carries floor requests, audio and text both ways.
+        When it ends with UNAVAILABLE (ErrorInfo reason DRAINING: the gateway is shutting down, after delivering the
+        segments in flight; or a lost connection), Join again with the same conference_id and participant_id: the
+        conference goes on at another replica or the restarted gateway. The floor is not carried over: request it again.
+        """
 
 def add_ConferenceServiceServicer_to_server(servicer: ConferenceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
