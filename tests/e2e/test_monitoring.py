@@ -285,9 +285,13 @@ async def test_fusion_worker_killed_mid_stream_loses_no_alert_and_repeats_none(
         workers.kill("fusion")
         workers.start("fusion")
         await asyncio.sleep(7)  # past the 5 s ack wait: what the killed worker held has come back and been handled
-        rules = [a.rule_id for a, _ in watcher.alerts]
-        assert len(rules) == len(set(rules)), f"a rule alerted twice within its cooldown: {rules}"
-        assert len({a.alert_id for a, _ in watcher.alerts}) == len(watcher.alerts)
+        sent = [(a.alert_id, a.revision) for a, _ in watcher.alerts]
+        assert len(sent) == len(set(sent)), f"an alert revision was sent twice: {sent}"
+        for alert_id in {a for a, _ in sent}:  # each alert's revisions once each, in order, no rule twice
+            revisions = [a for a, _ in watcher.alerts if a.alert_id == alert_id]
+            assert [a.revision for a in revisions] == list(range(len(revisions))), sent
+            rules = convert.fired_rules(revisions[-1])
+            assert len(rules) == len(set(rules)), f"a rule merged twice: {rules}"
     finally:
         watcher.cancel()
 

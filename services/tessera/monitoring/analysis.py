@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 
 from tessera.monitoring import audio as audio_lib
 from tessera.monitoring.evidence import AudioObs, Box, Context, FrameObs, context_at, stack_tokens
-from tessera.monitoring.fusion import AlertDecision, Cooldown, Policy, decide
+from tessera.monitoring.fusion import AlertDecision, Cooldown, Merge, Policy, decide, revised
 from tessera.monitoring.rules import RoomRules
 from tessera.monitoring.vision import frame_stats
 
@@ -225,7 +225,7 @@ def replay(
 ) -> list[AlertDecision]:
     """The alerts a live room would have raised on this evidence, in time order, after cooldown."""
     cooldown = Cooldown()
-    decisions = []
+    decisions: list[AlertDecision] = []
     for i, context in enumerate(evidence.contexts):
         score = None
         if policy.uses_model and evidence.scores is not None:
@@ -240,6 +240,9 @@ def replay(
             labels=sound_labels,
             cooldown=cooldown,
         )
-        if decision is not None:
+        if isinstance(decision, Merge):  # one event, one alert: a later rule joins the alert it belongs to
+            index = next(i for i, d in enumerate(decisions) if d.alert_id == decision.alert_id)
+            decisions[index] = revised(decisions[index], decision)
+        elif decision is not None:
             decisions.append(decision)
     return decisions

@@ -132,6 +132,14 @@ class AlertWatcher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), left)
 
+    def latest(self) -> list[pb.Alert]:
+        """One entry per alert id, its highest revision (rules merged later), in the order alerts were first seen."""
+        found: dict[str, pb.Alert] = {}
+        for alert, _ in self.alerts:
+            if alert.alert_id not in found or alert.revision > found[alert.alert_id].revision:
+                found[alert.alert_id] = alert
+        return list(found.values())
+
     def cancel(self) -> None:
         self._call.cancel()
         self._task.cancel()

@@ -8,7 +8,7 @@ import numpy as np
 
 from tessera.common.v1 import common_pb2
 from tessera.monitoring.evidence import AudioObs, Box, FrameObs
-from tessera.monitoring.fusion import AlertDecision, Policy, Source
+from tessera.monitoring.fusion import AlertDecision, Candidate, Merge, Policy, Source
 from tessera.monitoring.rules import (
     ObjectRuleKind,
     RoomRules,
@@ -172,7 +172,39 @@ def alert_to_proto(decision: AlertDecision, stream_start_unix_ms: int, publish_u
             window=common_pb2.TimeRange(start_ms=decision.window[0], end_ms=decision.window[1]),
         ),
         merged_rule_ids=list(decision.merged_rule_ids),
+        revision=decision.revision,
+        merged=[finding_to_proto(c, stream_start_unix_ms) for c in decision.findings],
     )
+
+
+def finding_to_proto(candidate: Candidate, stream_start_unix_ms: int) -> pb.MergedFinding:
+    return pb.MergedFinding(
+        source=_SOURCES[candidate.source],
+        rule_id=candidate.rule_id,
+        summary=candidate.summary,
+        score=candidate.score,
+        event_time_ms=candidate.event_time_ms,
+        event_unix_ms=stream_start_unix_ms + candidate.event_time_ms,
+        zone_id=candidate.zone_id,
+        boxes=[box_to_proto(b) for b in candidate.boxes],
+    )
+
+
+def revise(alert: pb.Alert, merge: Merge, stream_start_unix_ms: int, publish_unix_ms: int) -> pb.Alert:
+    """A published alert's next revision: the merged findings appended, the rest as first published."""
+    out = pb.Alert()
+    out.CopyFrom(alert)
+    out.ClearField("sequence")
+    out.revision = merge.revision
+    out.publish_unix_ms = publish_unix_ms
+    out.merged_rule_ids.extend(c.rule_id for c in merge.findings)
+    out.merged.extend(finding_to_proto(c, stream_start_unix_ms) for c in merge.findings)
+    return out
+
+
+def revision_msg_id(alert: pb.Alert) -> str:
+    """The audit stream's de-duplication key: one per alert revision."""
+    return alert.alert_id if alert.revision == 0 else f"{alert.alert_id}.r{alert.revision}"
 
 
 def fired_rules(alert: pb.Alert) -> list[str]:

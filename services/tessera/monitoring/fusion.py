@@ -8,17 +8,20 @@ other rules that fired on the same evidence merged into it. Policies:
 - RULES_ONLY: object rules and every sound rule, no learned score (ablation).
 - AUDIO_ONLY / VIDEO_ONLY: the sound rules / the object rules alone (single-modality baselines).
 
-``Cooldown`` keeps a rule from alerting again within the room's cooldown. Its state can be rebuilt from past alerts,
-which is how a restarted fusion worker avoids re-alerting an event it already reported. Cooldown and alert ids use
-the evidence's wall-clock time (the stream's start + stream time), so a reconnected stream, whose stream time starts
-again at 0, neither hides a new alert behind an old one nor reuses an old alert's id.
+One event, one alert: ``Cooldown`` keeps the room's open alert for the room's cooldown after its evidence. Within
+it a rule that fires again adds nothing, and a rule that was not yet part of the alert is merged into it: ``decide``
+returns a ``Merge`` (the alert's next revision with the new findings), which the caller re-publishes under the same
+alert id. Its state can be rebuilt from past alerts, which is how a restarted fusion worker neither re-alerts an
+event it already reported nor numbers a revision twice. Cooldown and alert ids use the evidence's wall-clock time
+(the stream's start + stream time), so a reconnected stream, whose stream time starts again at 0, neither hides a new
+alert behind an old one nor reuses an old alert's id.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from enum import Enum
 
 import numpy as np
@@ -93,29 +96,68 @@ class AlertDecision:
     zone_id: str
     window: tuple[int, int]
     merged_rule_ids: tuple[str, ...] = ()
+    revision: int = 0
+    findings: tuple[Candidate, ...] = ()  # rules merged in later revisions, in the order they joined
+
+
+def revised(decision: AlertDecision, merge: Merge) -> AlertDecision:
+    """The alert with a merge applied (the same alert id, the next revision)."""
+    assert merge.alert_id == decision.alert_id
+    new_ids = tuple(c.rule_id for c in merge.findings)
+    return replace(
+        decision,
+        revision=merge.revision,
+        merged_rule_ids=decision.merged_rule_ids + new_ids,
+        findings=decision.findings + merge.findings,
+    )
+
+
+@dataclass(frozen=True)
+class Merge:
+    """Findings of rules that fired within the cooldown of the room's open alert: its next revision."""
+
+    alert_id: str
+    revision: int
+    findings: tuple[Candidate, ...]
+
+
+@dataclass
+class OpenAlert:
+    alert_id: str
+    at_ms: int  # wall clock of the alert's evidence, ms since the epoch
+    revision: int
+    rule_ids: set[str]
 
 
 @dataclass
 class Cooldown:
-    """Last alert time per rule (wall clock of the evidence, ms since the epoch)."""
+    """The room's open alert: evidence within the cooldown of it (before or after: a redelivered older message) is
+    the same event."""
 
-    last_ms: dict[str, int] = field(default_factory=dict)
-    suppressed: int = 0
+    open: OpenAlert | None = None
+    suppressed: int = 0  # firings that added nothing to the open alert
 
-    def allows(self, rule_id: str, at_ms: int, cooldown_ms: int) -> bool:
-        """Symmetric: evidence within the cooldown of the last alert, before or after it (a redelivered older
-        message), is held back."""
-        last = self.last_ms.get(rule_id)
-        return last is None or abs(at_ms - last) >= cooldown_ms
+    def covers(self, at_ms: int, cooldown_ms: int) -> bool:
+        return self.open is not None and abs(at_ms - self.open.at_ms) < cooldown_ms
 
-    def record(self, rule_ids: Sequence[str], at_ms: int) -> None:
-        for rule_id in rule_ids:
-            self.last_ms[rule_id] = at_ms
+    def opened(self, alert_id: str, at_ms: int, rule_ids: Sequence[str]) -> None:
+        self.open = OpenAlert(alert_id, at_ms, 0, set(rule_ids))
 
-    def restore(self, decisions: Sequence[tuple[Sequence[str], int]]) -> None:
-        """Rebuild from past alerts: (rule ids fired, event time) pairs in publication order."""
-        for rule_ids, at_ms in decisions:
-            self.record(rule_ids, at_ms)
+    def merged(self, rule_ids: Sequence[str]) -> int:
+        """Adds rules to the open alert; returns its new revision."""
+        assert self.open is not None
+        self.open.rule_ids.update(rule_ids)
+        self.open.revision += 1
+        return self.open.revision
+
+    def restore(self, alerts: Sequence[tuple[str, int, int, Sequence[str]]]) -> None:
+        """Rebuild from past alerts: (alert id, revision, evidence time, rule ids fired) in publication order."""
+        for alert, revision, at_ms, rule_ids in alerts:
+            if self.open is None or (alert != self.open.alert_id and at_ms >= self.open.at_ms):
+                self.open = OpenAlert(alert, at_ms, revision, set(rule_ids))
+            elif alert == self.open.alert_id and revision >= self.open.revision:
+                self.open.revision = revision
+                self.open.rule_ids.update(rule_ids)
 
 
 def alert_id(room_id: str, rule_id: str, event_unix_ms: int) -> str:
@@ -206,6 +248,10 @@ def top_sounds(window: AudioObs | None, labels: Sequence[str], first: Sequence[s
     )
 
 
+def _rank(candidate: Candidate) -> tuple[int, float]:
+    return _PRIORITY[candidate.source], -candidate.score
+
+
 def decide(
     *,
     room_id: str,
@@ -216,8 +262,9 @@ def decide(
     model_score: float | None,
     labels: Sequence[str],
     cooldown: Cooldown,
-) -> AlertDecision | None:
-    """At most one alert for this context; rules in cooldown are left out, the rest are merged into it.
+) -> AlertDecision | Merge | None:
+    """At most one alert for this context, the other rules that fire merged into it; within the cooldown of the
+    room's open alert, a ``Merge`` of the rules new to it (None when there are none).
 
     ``wall_clock_ms`` is the wall-clock time of ``context.at_ms`` (the stream's start + stream time): it sets the
     local time of day for the rules' time windows, the cooldown's clock and the alert id."""
@@ -245,20 +292,29 @@ def decide(
                 context.at_ms,
             )
         )
-    clock = wall_clock_ms - context.at_ms  # the stream's start on the wall clock
-    allowed = [c for c in firing if cooldown.allows(c.rule_id, clock + c.event_time_ms, rules.cooldown_ms)]
-    cooldown.suppressed += len(firing) - len(allowed)
-    if not allowed:
+    if not firing:
         return None
-    allowed.sort(key=lambda c: (_PRIORITY[c.source], -c.score))
+    at = wall_clock_ms  # the evidence's wall clock decides which alert it belongs to
+    if cooldown.covers(at, rules.cooldown_ms):
+        assert cooldown.open is not None
+        joining = {c.rule_id: c for c in sorted(firing, key=_rank) if c.rule_id not in cooldown.open.rule_ids}
+        cooldown.suppressed += len(firing) - len(joining)
+        if not joining:
+            return None
+        findings = tuple(joining.values())
+        return Merge(cooldown.open.alert_id, cooldown.merged(list(joining)), findings)
+    clock = wall_clock_ms - context.at_ms  # the stream's start on the wall clock
+    allowed = firing
+    allowed.sort(key=_rank)
     primary = allowed[0]
-    merged = tuple(c.rule_id for c in allowed[1:])
-    cooldown.record([primary.rule_id, *merged], clock + primary.event_time_ms)
+    merged = tuple(dict.fromkeys(c.rule_id for c in allowed[1:] if c.rule_id != primary.rule_id))
+    identity = alert_id(room_id, primary.rule_id, clock + primary.event_time_ms)
+    cooldown.opened(identity, clock + primary.event_time_ms, [primary.rule_id, *merged])
     frame = context.latest_frame
     sound_first = [r.sound_class for r in rules.sound_rules if r.rule_id in {primary.rule_id, *merged}]
     boxes = primary.boxes or (frame.boxes if frame is not None else ())
     return AlertDecision(
-        alert_id=alert_id(room_id, primary.rule_id, clock + primary.event_time_ms),
+        alert_id=identity,
         room_id=room_id,
         source=primary.source,
         rule_id=primary.rule_id,

@@ -15,6 +15,7 @@ and the room's recent alerts) before handling the room's next message, so a rest
 from __future__ import annotations
 
 import asyncio
+import copy
 import datetime as dt
 import logging
 import time
@@ -28,7 +29,7 @@ from tessera.monitoring import audio as audio_lib
 from tessera.monitoring import cascade, convert
 from tessera.monitoring.contracts import MonitoringModels
 from tessera.monitoring.evidence import RoomEvidence, tokens
-from tessera.monitoring.fusion import Cooldown, Policy, decide
+from tessera.monitoring.fusion import Cooldown, Merge, Policy, decide
 from tessera.monitoring.rules import RoomRules, RuleError
 from tessera.monitoring.settings import MonitoringSettings
 from tessera.monitoring.shedding import is_stale
@@ -47,7 +48,8 @@ log = logging.getLogger("tessera.monitoring.workers")
 FRAMES_SHED = Counter("tessera_monitoring_frames_shed", "frames dropped by the shedding policy", ["stage"])
 FRAMES_DETECTED = Counter("tessera_monitoring_frames_detected", "frames run through the object detector")
 AUDIO_WINDOWS = Counter("tessera_monitoring_audio_windows", "audio windows classified")
-ALERTS = Counter("tessera_monitoring_alerts", "alerts published", ["source"])
+ALERTS = Counter("tessera_monitoring_alerts", "alerts published (first revisions)", ["source"])
+MERGES = Counter("tessera_monitoring_alert_merges", "later rules merged into an open alert (re-sent revisions)")
 ALERT_LATENCY = Histogram(
     "tessera_monitoring_alert_latency_seconds",
     "from the triggering evidence's wall-clock time to the alert's publication",
@@ -167,6 +169,7 @@ class RoomState:
 
     streams: OrderedDict[int, RoomEvidence] = field(default_factory=OrderedDict)  # by stream start (wall clock)
     cooldown: Cooldown = field(default_factory=Cooldown)
+    open_alert: pb.Alert | None = None  # the latest revision of the cooldown's open alert, as published
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     hydrated: bool = False
     rules: RoomRules | None = None
@@ -225,12 +228,17 @@ class FusionStage:
         rules = await self._rules(room_id, state)
         cooldown_s = (rules.cooldown_ms if rules else 10_000) / 1000.0 + 5.0
         past = []
+        latest: dict[str, pb.Alert] = {}
         for message in await self.bus.read_recent(
             cascade.subject(room_id, "alerts"), now - dt.timedelta(seconds=cooldown_s)
         ):
             alert = pb.Alert.FromString(message.data)
-            past.append((convert.fired_rules(alert), alert.event_unix_ms))
+            past.append((alert.alert_id, alert.revision, alert.event_unix_ms, convert.fired_rules(alert)))
+            if alert.alert_id not in latest or alert.revision >= latest[alert.alert_id].revision:
+                latest[alert.alert_id] = alert
         state.cooldown.restore(past)
+        if state.cooldown.open is not None:
+            state.open_alert = latest.get(state.cooldown.open.alert_id)
         state.hydrated = True
         if past:
             log.info("room %s: cooldown restored from %d recent alert(s)", room_id, len(past))
@@ -271,6 +279,7 @@ class FusionStage:
             context = state.evidence(stream_start).context(at_ms)
             visual, audio = tokens(context)
             score = await self._score(visual, audio)
+            before = copy.deepcopy(state.cooldown)  # put back if the alert is not published: the redelivery decides
             decision = decide(
                 room_id=room_id,
                 rules=rules,
@@ -284,13 +293,33 @@ class FusionStage:
             if decision is None:
                 return
             published = _now_ms()
-            alert = convert.alert_to_proto(decision, stream_start, published)
-            await self.bus.publish(
-                cascade.subject(room_id, "alerts"), alert.SerializeToString(), msg_id=decision.alert_id
-            )
-            ALERTS.labels(decision.source.value).inc()
-            ALERT_LATENCY.observe(max(0.0, (published - alert.event_unix_ms) / 1000.0))
-            log.info("alert %s in %s: %s", decision.rule_id, room_id, decision.summary)
+            if isinstance(decision, Merge):  # one event, one alert: the open alert's next revision
+                if state.open_alert is None or state.open_alert.alert_id != decision.alert_id:
+                    log.warning("room %s: alert %s to merge into is gone", room_id, decision.alert_id)
+                    state.cooldown = before
+                    return
+                alert = convert.revise(state.open_alert, decision, stream_start, published)
+                rule_ids = ", ".join(c.rule_id for c in decision.findings)
+                summary = f"{rule_ids} merged into {decision.alert_id} (revision {decision.revision})"
+                new_source = None
+            else:
+                alert = convert.alert_to_proto(decision, stream_start, published)
+                summary = f"{decision.rule_id}: {decision.summary}"
+                new_source = decision.source.value
+            try:
+                await self.bus.publish(
+                    cascade.subject(room_id, "alerts"), alert.SerializeToString(), msg_id=convert.revision_msg_id(alert)
+                )
+            except BaseException:
+                state.cooldown = before
+                raise
+            state.open_alert = alert
+            if new_source is not None:
+                ALERTS.labels(new_source).inc()
+                ALERT_LATENCY.observe(max(0.0, (published - alert.event_unix_ms) / 1000.0))
+            else:
+                MERGES.inc()
+            log.info("alert in %s: %s", room_id, summary)
 
 
 async def fusion_stage(settings: ServerSettings, bus: Bus) -> StageWorker:

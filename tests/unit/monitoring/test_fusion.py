@@ -4,7 +4,17 @@ import numpy as np
 import pytest
 
 from tessera.monitoring.evidence import AudioObs, Box, Context, FrameObs
-from tessera.monitoring.fusion import MODEL_RULE_ID, Cooldown, Policy, Source, alert_id, decide
+from tessera.monitoring.fusion import (
+    MODEL_RULE_ID,
+    AlertDecision,
+    Cooldown,
+    Merge,
+    Policy,
+    Source,
+    alert_id,
+    decide,
+    revised,
+)
 from tessera.monitoring.rules import (
     ObjectRuleKind,
     RoomRules,
@@ -108,31 +118,68 @@ def test_policies_select_modalities() -> None:
     assert run(only_model, rules(sensitivity=1.0), score=0.6).source is Source.MODEL  # type: ignore[union-attr]
 
 
-def test_cooldown_is_per_rule_symmetric_and_restorable() -> None:
+def _at(
+    room: RoomRules, cooldown: Cooldown, t: int, score: float, *, person: bool = True, alarm: float = 0.0
+) -> object:
+    boxes = (PERSON_AT_DOOR,) if person else ()
+    return decide(
+        room_id="r",
+        rules=room,
+        policy=Policy.FUSION,
+        context=Context(t, (frame(t, *boxes),), (window(t, Alarm=alarm),) if alarm else ()),
+        wall_clock_ms=NOON + t,
+        model_score=score,
+        labels=LABELS,
+        cooldown=cooldown,
+    )
+
+
+def test_a_rule_firing_again_within_the_cooldown_adds_nothing_before_or_after() -> None:
     room = rules(cooldown_ms=5000)
     cooldown = Cooldown()
+    first = _at(room, cooldown, 1000, 0.0)
+    assert isinstance(first, AlertDecision)
+    assert _at(room, cooldown, 3000, 0.0) is None and cooldown.suppressed == 1
+    assert _at(room, cooldown, 800, 0.0) is None  # a redelivered older frame inside the cooldown
+    later = _at(room, cooldown, 6000, 0.0)  # past the cooldown: a new event
+    assert isinstance(later, AlertDecision) and later.alert_id != first.alert_id
 
-    def at(t: int, score: float) -> object:
-        return decide(
-            room_id="r",
-            rules=room,
-            policy=Policy.FUSION,
-            context=Context(t, (frame(t, PERSON_AT_DOOR),), ()),
-            wall_clock_ms=NOON + t,
-            model_score=score,
-            labels=LABELS,
-            cooldown=cooldown,
-        )
 
-    assert at(1000, 0.0) is not None
-    assert at(3000, 0.0) is None and cooldown.suppressed == 1
-    assert at(800, 0.0) is None  # a redelivered older frame inside the cooldown
-    assert at(6000, 0.0) is not None
-    assert at(6200, 0.99).source is Source.MODEL  # type: ignore[union-attr]  # another rule is not held back
-    assert cooldown.last_ms["no-person"] == NOON + 6000  # kept on the wall clock
+def test_one_event_one_alert_later_rules_are_merged_as_revisions_with_their_evidence() -> None:
+    """A single alarm: the object rule, then the sound rule, then the learned score fire 200 ms apart."""
+    room = rules(cooldown_ms=5000, sound_mode=SoundRuleMode.ALWAYS)
+    cooldown = Cooldown()
+    first = _at(room, cooldown, 1000, 0.0)
+    second = _at(room, cooldown, 1200, 0.0, alarm=0.9)
+    third = _at(room, cooldown, 1400, 0.99, alarm=0.9)
+    assert isinstance(first, AlertDecision) and first.rule_id == "no-person"
+    assert isinstance(second, Merge) and isinstance(third, Merge)
+    assert (second.alert_id, second.revision, [c.rule_id for c in second.findings]) == (first.alert_id, 1, ["alarm"])
+    assert (third.revision, [c.rule_id for c in third.findings]) == (2, [MODEL_RULE_ID])
+    assert _at(room, cooldown, 1600, 0.99, alarm=0.9) is None  # every rule is in the alert already
+    final = revised(revised(first, second), third)
+    assert final.alert_id == first.alert_id and final.revision == 2
+    assert final.merged_rule_ids == ("alarm", MODEL_RULE_ID)
+    assert [c.event_time_ms for c in final.findings] == [1200, 1400] and final.findings[0].score == pytest.approx(0.9)
+
+
+def test_the_open_alert_is_restored_from_published_revisions() -> None:
+    room = rules(cooldown_ms=5000, sound_mode=SoundRuleMode.ALWAYS)
+    live = Cooldown()
+    first = _at(room, live, 1000, 0.0)
+    merge = _at(room, live, 1200, 0.0, alarm=0.9)
+    assert isinstance(first, AlertDecision) and isinstance(merge, Merge)
     restored = Cooldown()
-    restored.restore([(["no-person"], NOON + 6000), ([MODEL_RULE_ID], NOON + 6200)])
-    assert not restored.allows("no-person", NOON + 7000, 5000) and restored.allows("no-person", NOON + 11_000, 5000)
+    restored.restore(
+        [
+            ("older", 0, NOON - 60_000, ["no-person"]),
+            (first.alert_id, 0, NOON + 1000, ["no-person"]),
+            (first.alert_id, 1, NOON + 1000, ["no-person", "alarm"]),
+        ]
+    )
+    assert _at(room, restored, 1300, 0.0, alarm=0.9) is None  # both rules already reported
+    resumed = _at(room, restored, 1400, 0.99)
+    assert isinstance(resumed, Merge) and (resumed.alert_id, resumed.revision) == (first.alert_id, 2)
 
 
 def test_a_reconnected_stream_is_not_held_back_by_the_previous_one() -> None:

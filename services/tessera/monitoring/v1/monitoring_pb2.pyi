@@ -1005,6 +1005,8 @@ class Alert(_message.Message):
     EVIDENCE_FIELD_NUMBER: _builtins.int
     MERGED_RULE_IDS_FIELD_NUMBER: _builtins.int
     SEQUENCE_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    MERGED_FIELD_NUMBER: _builtins.int
     alert_id: _builtins.str
     """Stable id: the same evidence gives the same id (it is the audit stream's de-duplication key)."""
     room_id: _builtins.str
@@ -1023,11 +1025,20 @@ class Alert(_message.Message):
     """The firing score: detection confidence, sound class probability or anomaly score, [0, 1]."""
     sequence: _builtins.int
     """Position on the audit stream; set on alerts delivered by Watch."""
+    revision: _builtins.int
+    """One event, one alert: a rule that fires in the same room within the cooldown after this alert's evidence is
+    merged into it, and the alert is re-sent with the next revision (0 when first sent) under the same `alert_id`.
+    A client keeps the highest revision of each alert id.
+    """
     @_builtins.property
     def evidence(self) -> Global___Evidence: ...
     @_builtins.property
     def merged_rule_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Other rules that fired on the same evidence and were merged into this alert."""
+        """Other rules merged into this alert: those that fired on the same evidence, then those in `merged`."""
+
+    @_builtins.property
+    def merged(self) -> _containers.RepeatedCompositeFieldContainer[Global___MergedFinding]:
+        """What each later-merged rule saw, in the order they joined."""
 
     def __init__(
         self,
@@ -1044,14 +1055,66 @@ class Alert(_message.Message):
         evidence: Global___Evidence | None = ...,
         merged_rule_ids: _abc.Iterable[_builtins.str] | None = ...,
         sequence: _builtins.int = ...,
+        revision: _builtins.int = ...,
+        merged: _abc.Iterable[Global___MergedFinding] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["evidence", b"evidence"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_id", b"alert_id", "event_time_ms", b"event_time_ms", "event_unix_ms", b"event_unix_ms", "evidence", b"evidence", "merged_rule_ids", b"merged_rule_ids", "publish_unix_ms", b"publish_unix_ms", "room_id", b"room_id", "rule_id", b"rule_id", "score", b"score", "sequence", b"sequence", "source", b"source", "summary", b"summary"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_id", b"alert_id", "event_time_ms", b"event_time_ms", "event_unix_ms", b"event_unix_ms", "evidence", b"evidence", "merged", b"merged", "merged_rule_ids", b"merged_rule_ids", "publish_unix_ms", b"publish_unix_ms", "revision", b"revision", "room_id", b"room_id", "rule_id", b"rule_id", "score", b"score", "sequence", b"sequence", "source", b"source", "summary", b"summary"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Alert: _TypeAlias = Alert  # noqa: Y015
+
+@_typing.final
+class MergedFinding(_message.Message):
+    """A rule that fired within the cooldown of an alert and was merged into it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SOURCE_FIELD_NUMBER: _builtins.int
+    RULE_ID_FIELD_NUMBER: _builtins.int
+    SUMMARY_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    EVENT_TIME_MS_FIELD_NUMBER: _builtins.int
+    EVENT_UNIX_MS_FIELD_NUMBER: _builtins.int
+    ZONE_ID_FIELD_NUMBER: _builtins.int
+    BOXES_FIELD_NUMBER: _builtins.int
+    source: Global___AlertSource.ValueType
+    rule_id: _builtins.str
+    summary: _builtins.str
+    """Human-readable one-liner, as an alert's summary."""
+    score: _builtins.float
+    """The firing score, [0, 1]."""
+    event_time_ms: _builtins.int
+    """Stream time of the finding's evidence, milliseconds."""
+    event_unix_ms: _builtins.int
+    """Wall clock of the finding's evidence, milliseconds since the Unix epoch."""
+    zone_id: _builtins.str
+    """The zone of an object rule."""
+    @_builtins.property
+    def boxes(self) -> _containers.RepeatedCompositeFieldContainer[Global___Detection]:
+        """The offending detections of an object rule."""
+
+    def __init__(
+        self,
+        *,
+        source: Global___AlertSource.ValueType = ...,
+        rule_id: _builtins.str = ...,
+        summary: _builtins.str = ...,
+        score: _builtins.float = ...,
+        event_time_ms: _builtins.int = ...,
+        event_unix_ms: _builtins.int = ...,
+        zone_id: _builtins.str = ...,
+        boxes: _abc.Iterable[Global___Detection] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["boxes", b"boxes", "event_time_ms", b"event_time_ms", "event_unix_ms", b"event_unix_ms", "rule_id", b"rule_id", "score", b"score", "source", b"source", "summary", b"summary", "zone_id", b"zone_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MergedFinding: _TypeAlias = MergedFinding  # noqa: Y015
 
 @_typing.final
 class WatchResponse(_message.Message):
