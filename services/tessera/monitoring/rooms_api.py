@@ -14,9 +14,7 @@ from tessera.monitoring.v1 import monitoring_pb2 as pb
 from tessera.runtime.bus import Bus, KeyValueTable
 from tessera.runtime.echo import shown
 from tessera.runtime.errors import InvalidArgument, NotFound, ResourceExhausted
-from tessera.runtime.identifiers import check_id
-
-_DISPLAY_NAME_CHARS = 200
+from tessera.runtime.identifiers import check_display_name, check_id
 
 
 def now_ms() -> int:
@@ -79,7 +77,7 @@ class Rooms:
         now = now_ms()
         room = pb.Room(
             room_id=room_id,
-            display_name=request.display_name[:_DISPLAY_NAME_CHARS],
+            display_name=check_display_name(request.display_name, "display_name"),
             rules=convert.rules_to_proto(rules),
             create_time_ms=now,
             update_time_ms=now,
@@ -92,7 +90,7 @@ class Rooms:
         rules = self.rules(request.rules)
         updated = pb.Room()
         updated.CopyFrom(room)
-        updated.display_name = request.display_name[:_DISPLAY_NAME_CHARS] or room.display_name
+        updated.display_name = check_display_name(request.display_name, "display_name") or room.display_name
         updated.rules.CopyFrom(convert.rules_to_proto(rules))
         updated.update_time_ms = now_ms()
         await self._store(updated)

@@ -33,7 +33,7 @@ from tessera.runtime import config
 from tessera.runtime.bus import Bus, Received, Subscription
 from tessera.runtime.echo import shown
 from tessera.runtime.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, Unavailable
-from tessera.runtime.identifiers import check_id
+from tessera.runtime.identifiers import check_display_name, check_id
 from tessera.runtime.inference import TritonClient
 from tessera.runtime.server import ServiceRegistration, TesseraServer, draining_error
 from tessera.runtime.service import Capability, serving_when_models_ready
@@ -272,7 +272,13 @@ class ConferenceServicer(pb_grpc.ConferenceServiceServicer):
             if active >= self.own.max_conferences:
                 raise ResourceExhausted(f"at most {self.own.max_conferences} conferences")
             now = _now_ms()
-            conf = Conference(conference_id, request.display_name[:200], hold_ms / 1000, now, self.support)
+            conf = Conference(
+                conference_id,
+                check_display_name(request.display_name, "display_name"),
+                hold_ms / 1000,
+                now,
+                self.support,
+            )
             record = store.to_record(conf, self.own.conference_idle_ttl_s, now, connected=False)
             await self.store.put(record)
             self.known[conference_id] = record
@@ -385,7 +391,9 @@ class ConferenceServicer(pb_grpc.ConferenceServiceServicer):
             if len(room.conference.participants) >= self.own.max_participants:
                 raise ResourceExhausted(f"at most {self.own.max_participants} participants", field="join.conference_id")
             try:
-                participant = room.conference.join(join.participant_id, join.display_name, join.language)
+                participant = room.conference.join(
+                    join.participant_id, check_display_name(join.display_name, "join.display_name"), join.language
+                )
             except JoinRefused as exc:
                 raise InvalidArgument(str(exc), field=exc.field) from None
             capacity = min(join.max_queued_events or self.own.listener_queue_events, self.own.listener_queue_events)

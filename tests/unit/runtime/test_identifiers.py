@@ -6,7 +6,7 @@ import pytest
 
 from tessera.runtime.echo import ECHO_CHARS, shown
 from tessera.runtime.errors import FIELD_CHARS, MESSAGE_CHARS, InvalidArgument, NotFound, to_status
-from tessera.runtime.identifiers import check_id, is_valid_id
+from tessera.runtime.identifiers import check_display_name, check_id, is_valid_id
 
 
 @pytest.mark.parametrize("value", ["a", "room-1", "0abc", "x" * 64, "a-b-c-9"])
@@ -48,3 +48,13 @@ def test_every_error_is_bounded_whatever_its_raiser_wrote() -> None:
     status = to_status(error)
     assert len(status.SerializeToString()) < 4 * (MESSAGE_CHARS + FIELD_CHARS)
     assert str(error) == error.message
+
+
+def test_display_names_are_bounded_text_without_control_characters() -> None:
+    assert check_display_name("Salle de réunion 3 — 東京", "display_name") == "Salle de réunion 3 — 東京"
+    assert check_display_name("", "display_name") == ""
+    assert check_display_name("team \U0001f469\u200d\U0001f4bb", "display_name")  # an emoji joined by ZWJ
+    for bad in ("x" * 201, "a\x00b", "line\nbreak", "del\x7f"):
+        with pytest.raises(InvalidArgument) as caught:
+            check_display_name(bad, "display_name")
+        assert caught.value.field == "display_name" and len(str(caught.value)) < 200

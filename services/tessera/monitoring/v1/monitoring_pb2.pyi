@@ -523,6 +523,7 @@ class CreateRoomRequest(_message.Message):
     room_id: _builtins.str
     """Optional client-chosen id; generated when empty."""
     display_name: _builtins.str
+    """For people: any language, at most 200 characters, no control characters."""
     @_builtins.property
     def rules(self) -> Global___RoomRules: ...
     def __init__(
@@ -608,6 +609,7 @@ class UpdateRoomRequest(_message.Message):
     RULES_FIELD_NUMBER: _builtins.int
     room_id: _builtins.str
     display_name: _builtins.str
+    """For people: any language, at most 200 characters, no control characters."""
     @_builtins.property
     def rules(self) -> Global___RoomRules:
         """Replaces the room's rules as a whole."""

@@ -176,6 +176,7 @@ class CreateConferenceRequest(_message.Message):
     conference_id: _builtins.str
     """Optional client-chosen id ([a-z0-9-], 1-64 characters); generated when empty."""
     display_name: _builtins.str
+    """For people: any language, at most 200 characters, no control characters."""
     max_floor_hold_ms: _builtins.int
     """0 means the server default (60000 ms)."""
     def __init__(
@@ -364,6 +365,7 @@ class JoinRequest(_message.Message):
     conference_id: _builtins.str
     participant_id: _builtins.str
     display_name: _builtins.str
+    """For people: any language, at most 200 characters, no control characters."""
     language: _builtins.str
     """BCP-47 language the participant speaks and wants to hear."""
     max_queued_events: _builtins.int
