@@ -26,10 +26,10 @@ from tessera.runtime.config import ServerSettings
 from tessera.runtime.errors import field_violations
 from tessera.runtime.inference import TritonClient
 from tessera.runtime.processes import NatsServer, TritonServer, WorkerPool
+from tessera.runtime.rpc_client import RECONNECT_OPTIONS, reason_of
 from tessera.runtime.server import ServiceRegistration, TesseraServer, build_server
 from tessera.translation import cascade
 from tessera.translation.api import SERVICE_NAME, ConferenceServicer, TranslationSettings
-from tessera.translation.client import RECONNECT_OPTIONS, reason_of
 from tessera.translation.languages import LanguageSupport
 from tessera.translation.v1 import cascade_pb2 as msg
 from tessera.translation.v1 import translation_pb2 as pb

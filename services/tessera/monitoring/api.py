@@ -24,9 +24,8 @@ from tessera.monitoring.v1 import monitoring_pb2 as pb
 from tessera.monitoring.v1 import monitoring_pb2_grpc as pb_grpc
 from tessera.runtime import config
 from tessera.runtime.bus import Bus
-from tessera.runtime.errors import Unavailable
 from tessera.runtime.inference import TritonClient
-from tessera.runtime.server import ServiceRegistration, TesseraServer
+from tessera.runtime.server import ServiceRegistration, TesseraServer, not_ready_error
 from tessera.runtime.service import Capability, serving_when_models_ready
 
 log = logging.getLogger("tessera.monitoring")
@@ -60,7 +59,7 @@ class MonitoringServicer(pb_grpc.MonitoringServiceServicer):
 
     def _require_ready(self) -> None:
         if not self.ready:
-            raise Unavailable("the monitoring models are not ready yet; retry shortly")
+            raise not_ready_error("monitoring")
 
     # -- rooms ----------------------------------------------------------------------------------------------
     async def CreateRoom(self, request: pb.CreateRoomRequest, context: Context) -> pb.CreateRoomResponse:

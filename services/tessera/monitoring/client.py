@@ -2,17 +2,26 @@
 
 Used by the demo, the tests and the benchmark. A frame is sent at its timestamp; an audio chunk when it has been
 captured (at its end), so pacing reproduces the timing a live camera and microphone would have.
+
+``ingest`` carries on through a gateway's drain or loss. When Ingest ends with UNAVAILABLE (ErrorInfo ``DRAINING``:
+the gateway is shutting down, reconnect at once; ``NOT_READY``: a new gateway is still loading and read nothing;
+no reason: the connection was lost, retry shortly), the rest of the clip goes on a new Ingest with the same
+``stream_start_unix_ms``, so the fusion worker sees one stream. Give the channel
+``runtime.rpc_client.RECONNECT_OPTIONS``. What the server held when the stream ended may be lost (at most the
+messages in flight); the counts returned are those of the Ingest calls that completed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import numpy as np
 
 from tessera.common.v1 import common_pb2
@@ -21,6 +30,9 @@ from tessera.monitoring.audio import MODEL_RATE, to_pcm16
 from tessera.monitoring.v1 import monitoring_pb2 as pb
 from tessera.monitoring.v1 import monitoring_pb2_grpc as pb_grpc
 from tessera.monitoring.vision import encode_jpeg
+from tessera.runtime.rpc_client import draining_or_lost, reason_of
+
+log = logging.getLogger("tessera.monitoring.client")
 
 
 @dataclass(frozen=True)
@@ -71,9 +83,11 @@ async def paced(
     speed: float = 1.0,
     stream_start_unix_ms: int | None = None,
     on_sent: Callable[[Item, float], None] | None = None,
+    began: float | None = None,
 ) -> AsyncIterator[pb.IngestRequest]:
-    """IngestRequests at the pace of a live capture (``speed`` > 1 plays faster; 0 sends everything at once)."""
-    began = time.monotonic()
+    """IngestRequests at the pace of a live capture (``speed`` > 1 plays faster; 0 sends everything at once),
+    timed from ``began`` (``time.monotonic()``; now when unset)."""
+    began = time.monotonic() if began is None else began
     start_ms = stream_start_unix_ms if stream_start_unix_ms is not None else int(time.time() * 1000)
     for i, item in enumerate(items):
         if speed > 0:
@@ -97,10 +111,42 @@ async def ingest(
     speed: float = 1.0,
     stream_start_unix_ms: int | None = None,
     timeout_s: float | None = None,
+    reconnect_timeout_s: float = 60.0,
 ) -> pb.IngestResponse:
-    stream = paced(room_id, items, speed=speed, stream_start_unix_ms=stream_start_unix_ms)
-    response: pb.IngestResponse = await stub.Ingest(stream, timeout=timeout_s)
-    return response
+    """Sends ``items`` as the room's live stream; on UNAVAILABLE, goes on with the unsent rest on a new Ingest for up
+    to ``reconnect_timeout_s`` (0: never). Returns the counts summed over the Ingest calls that completed."""
+    start_ms = stream_start_unix_ms if stream_start_unix_ms is not None else int(time.time() * 1000)
+    began = time.monotonic()
+    total = pb.IngestResponse()
+    sent = 0
+    give_up_at: float | None = None
+    while True:
+        done = [sent]
+
+        def count(_item: Item, _at: float, done: list[int] = done) -> None:
+            done[0] += 1
+
+        stream = paced(room_id, items[sent:], speed=speed, stream_start_unix_ms=start_ms, on_sent=count, began=began)
+        try:
+            response: pb.IngestResponse = await stub.Ingest(stream, timeout=timeout_s)
+        except grpc.aio.AioRpcError as failure:
+            now = time.monotonic()
+            give_up_at = give_up_at if give_up_at is not None else now + reconnect_timeout_s
+            if not draining_or_lost(failure) or now >= give_up_at or done[0] >= len(items):
+                raise
+            reason = reason_of(failure)
+            log.info("Ingest of %s ended (%s) after %d of %d items; going on", room_id, reason, done[0], len(items))
+            if reason != "NOT_READY":  # NOT_READY: refused before anything was read, so it is all sent again
+                sent = done[0]
+            if reason != "DRAINING":
+                await asyncio.sleep(0.2)  # lost or still loading, not moved: give it a moment
+            continue
+        total.frames_accepted += response.frames_accepted
+        total.frames_shed += response.frames_shed
+        total.audio_ms_accepted += response.audio_ms_accepted
+        total.frames_rejected += response.frames_rejected
+        total.rejected_frames.extend(response.rejected_frames[: 16 - len(total.rejected_frames)])
+        return total
 
 
 class AlertWatcher:

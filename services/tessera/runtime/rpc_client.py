@@ -116,6 +116,24 @@ class RpcCallError(Exception):
         )
 
 
+# Channel options for long-lived streams: reconnect within a second of a server coming back after a drain or crash.
+RECONNECT_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
+
+
+def draining_or_lost(error: grpc.aio.AioRpcError) -> bool:
+    """A stream that ended this way is worth opening again: UNAVAILABLE (DRAINING, or the connection was lost)."""
+    return error.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def reason_of(error: grpc.aio.AioRpcError) -> str | None:
+    """The ErrorInfo reason a failed call carries, e.g. ``DRAINING``."""
+    return _reason(error)
+
+
 def _reason(error: grpc.aio.AioRpcError) -> str | None:
     try:
         status = rpc_status.from_call(error)

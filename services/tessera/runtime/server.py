@@ -132,6 +132,11 @@ def draining_error() -> Unavailable:
     return Unavailable(DRAINING_MESSAGE, reason="DRAINING")
 
 
+def not_ready_error(capability: str, then: str = "retry shortly") -> Unavailable:
+    """A call refused before it read anything: the capability's models are still loading (ErrorInfo NOT_READY)."""
+    return Unavailable(f"the {capability} models are not ready yet; {then}", reason="NOT_READY")
+
+
 async def _settle(future: asyncio.Future[Any]) -> None:
     """Cancel ``future`` if it still runs and wait for it, so the handler's own cleanup (finally blocks) runs now;
     whatever it ended with is retrieved here (no "exception was never retrieved")."""

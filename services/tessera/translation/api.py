@@ -35,7 +35,7 @@ from tessera.runtime.echo import shown
 from tessera.runtime.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, Unavailable
 from tessera.runtime.identifiers import check_display_name, check_id
 from tessera.runtime.inference import TritonClient
-from tessera.runtime.server import ServiceRegistration, TesseraServer, draining_error
+from tessera.runtime.server import ServiceRegistration, TesseraServer, draining_error, not_ready_error
 from tessera.runtime.service import Capability, serving_when_models_ready
 from tessera.translation import cascade, store
 from tessera.translation.audio import ASR_RATE, AudioError, decode_chunk
@@ -256,7 +256,7 @@ class ConferenceServicer(pb_grpc.ConferenceServiceServicer):
         self, request: pb.CreateConferenceRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.Conference:
         if not self.support.asr:
-            raise Unavailable("the translation models are not ready yet; retry shortly")
+            raise not_ready_error("translation")
         conference_id = check_id(request.conference_id or uuid.uuid4().hex[:12], "conference_id")
         hold_ms = request.max_floor_hold_ms or self.own.max_floor_hold_ms
         if not 1000 <= hold_ms <= 3_600_000:
@@ -356,7 +356,7 @@ class ConferenceServicer(pb_grpc.ConferenceServiceServicer):
         if self.handing_over:
             raise draining_error()
         if not self.support.asr:
-            raise Unavailable("the translation models are not ready yet; join again shortly")
+            raise not_ready_error("translation", "join again shortly")
         room = await self._room(first.join.conference_id, "join.conference_id")
         listener = await self._admit(room, first.join)
         # The stream's end (the client cancelled or went away) wakes the reader below, so that the participant

@@ -12,7 +12,8 @@ The floor is not carried over: request it again if you held it or waited for it.
 refused (an ``ErrorEvent`` with code UNAVAILABLE, "not accepted, please repeat") was not heard: repeat it.
 ``ConferenceClient`` rejoins (``rejoin``, for up to ``rejoin_timeout_s``), requests the floor again, and holds what
 is sent while it reconnects to send after the new join; repeating refused speech is left to its caller. Give its
-channel short reconnect backoffs (``RECONNECT_OPTIONS``) so that a rejoin reaches a gateway that has just come back.
+channel short reconnect backoffs (``runtime.rpc_client.RECONNECT_OPTIONS``) so that a rejoin reaches a gateway that
+has just come back.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tessera.common.v1 import common_pb2
-from tessera.runtime.rpc_client import RetryPolicy, RpcCallError
+from tessera.runtime.rpc_client import RetryPolicy, draining_or_lost, reason_of
 from tessera.translation.v1 import translation_pb2 as pb
 from tessera.translation.v1 import translation_pb2_grpc as pb_grpc
 
@@ -54,23 +55,6 @@ def speech_wav(name: str = "beckett.wav") -> tuple[NDArray[np.int16], int]:
 
 
 log = logging.getLogger("tessera.translation.client")
-
-# Channel options for a participant's channel: reconnect within a second of a gateway coming back.
-RECONNECT_OPTIONS = [
-    ("grpc.initial_reconnect_backoff_ms", 200),
-    ("grpc.min_reconnect_backoff_ms", 200),
-    ("grpc.max_reconnect_backoff_ms", 1000),
-]
-
-
-def draining_or_lost(error: grpc.aio.AioRpcError) -> bool:
-    """A Join that ended this way is worth joining again: UNAVAILABLE (DRAINING, or the connection was lost)."""
-    return error.code() == grpc.StatusCode.UNAVAILABLE
-
-
-def reason_of(error: grpc.aio.AioRpcError) -> str | None:
-    """The ErrorInfo reason a failed call carries, e.g. ``DRAINING``."""
-    return RpcCallError.from_rpc("Join", error, 1).reason
 
 
 @dataclass

@@ -23,10 +23,10 @@ import numpy as np
 from tessera.common.v1 import common_pb2
 from tessera.runtime import config
 from tessera.runtime.bus import Bus, StreamSpec
-from tessera.runtime.errors import AlreadyExists, InvalidArgument, NotFound, ResourceExhausted, Unavailable
+from tessera.runtime.errors import AlreadyExists, InvalidArgument, NotFound, ResourceExhausted
 from tessera.runtime.identifiers import check_id
 from tessera.runtime.inference import TritonClient
-from tessera.runtime.server import ServiceRegistration
+from tessera.runtime.server import ServiceRegistration, not_ready_error
 from tessera.runtime.service import Capability, serving_when_models_ready
 from tessera.triage import findings, fundus, grading, photos
 from tessera.triage.contracts import CAPTIONER, MODELS, REASONER, TriageModels
@@ -85,7 +85,7 @@ class TriageServicer(pb_grpc.TriageServiceServicer):
     # -- operating points ------------------------------------------------------------------------------------
     def _require_ready(self) -> None:
         if not self.ready:
-            raise Unavailable("the triage models are not ready yet; retry shortly")
+            raise not_ready_error("triage")
 
     @property
     def refer_threshold(self) -> float:

@@ -11,9 +11,10 @@ import grpc
 import pytest
 
 from tessera.runtime.config import ServerSettings
+from tessera.runtime.rpc_client import RECONNECT_OPTIONS, reason_of
 from tessera.runtime.server import ServiceRegistration, TesseraServer, build_server
 from tessera.translation.api import SERVICE_NAME
-from tessera.translation.client import RECONNECT_OPTIONS, ConferenceClient, reason_of
+from tessera.translation.client import ConferenceClient
 from tessera.translation.v1 import translation_pb2 as pb
 from tessera.translation.v1 import translation_pb2_grpc as pb_grpc
 
