@@ -60,7 +60,7 @@ class ModelScenario:
         groups = config.get("config", {}).get("instance_group", [])
         self.instances = max(1, sum(int(g.get("count", 1)) for g in groups))
         if self.model == "audio_events":
-            from tessera.monitoring.audio import MODEL_RATE, WINDOW_SAMPLES, resample
+            from tessera.runtime.audio import MODEL_RATE, WINDOW_SAMPLES, resample
             from tessera.translation.client import speech_wav
 
             pcm, rate = speech_wav("beckett.wav")

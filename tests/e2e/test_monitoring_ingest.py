@@ -224,6 +224,8 @@ async def test_ingest_goes_on_through_a_gateway_drain_and_restart(
     settings = ServerSettings(
         port=port, nats_url=nats_server.url, triton_url=triton_server.grpc_url, drain_delay_s=0, grace_s=5
     )
+    no_shedding = pytest.MonkeyPatch()  # no detector runs here: without credits back, frames would be shed
+    no_shedding.setenv("TESSERA_MONITORING_MAX_IN_FLIGHT_FRAMES", "1000")
     first, first_server = await service.start("monitoring", settings)
     second = None
     drained = False
@@ -261,3 +263,4 @@ async def test_ingest_goes_on_through_a_gateway_drain_and_restart(
         if not drained:
             await first_server.server.stop(0)
             await first.close()
+        no_shedding.undo()

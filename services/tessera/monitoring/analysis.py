@@ -19,11 +19,11 @@ import av
 import numpy as np
 from numpy.typing import NDArray
 
-from tessera.monitoring import audio as audio_lib
 from tessera.monitoring.evidence import AudioObs, Box, Context, FrameObs, context_at, stack_tokens
 from tessera.monitoring.fusion import AlertDecision, Cooldown, Merge, Policy, decide, revised
 from tessera.monitoring.rules import RoomRules
 from tessera.monitoring.vision import frame_stats
+from tessera.runtime import audio as audio_lib
 
 FUSION_BATCH = 64
 

@@ -20,16 +20,17 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
 
 from tessera.common.v1 import common_pb2
 from tessera.monitoring import analysis
-from tessera.monitoring.audio import MODEL_RATE, to_pcm16
 from tessera.monitoring.v1 import monitoring_pb2 as pb
 from tessera.monitoring.v1 import monitoring_pb2_grpc as pb_grpc
 from tessera.monitoring.vision import encode_jpeg
+from tessera.runtime.audio import MODEL_RATE, to_pcm16
 from tessera.runtime.rpc_client import draining_or_lost, reason_of
 
 log = logging.getLogger("tessera.monitoring.client")
@@ -84,12 +85,15 @@ async def paced(
     stream_start_unix_ms: int | None = None,
     on_sent: Callable[[Item, float], None] | None = None,
     began: float | None = None,
+    until: Callable[[], bool] | None = None,
 ) -> AsyncIterator[pb.IngestRequest]:
     """IngestRequests at the pace of a live capture (``speed`` > 1 plays faster; 0 sends everything at once),
-    timed from ``began`` (``time.monotonic()``; now when unset)."""
+    timed from ``began`` (``time.monotonic()``; now when unset), stopping early once ``until()`` is true."""
     began = time.monotonic() if began is None else began
     start_ms = stream_start_unix_ms if stream_start_unix_ms is not None else int(time.time() * 1000)
     for i, item in enumerate(items):
+        if until is not None and until():
+            return
         if speed > 0:
             delay = began + item.send_at_ms / 1000.0 / speed - time.monotonic()
             if delay > 0:
@@ -122,13 +126,22 @@ async def ingest(
     give_up_at: float | None = None
     while True:
         done = [sent]
+        calls: list[Any] = []
+
+        def ended(calls: list[Any] = calls) -> bool:
+            return bool(calls) and bool(calls[0].done())
 
         def count(_item: Item, _at: float, done: list[int] = done) -> None:
-            done[0] += 1
+            if not ended():  # an item handed over after the call ended was not delivered
+                done[0] += 1
 
-        stream = paced(room_id, items[sent:], speed=speed, stream_start_unix_ms=start_ms, on_sent=count, began=began)
+        stream = paced(
+            room_id, items[sent:], speed=speed, stream_start_unix_ms=start_ms, on_sent=count, began=began, until=ended
+        )
         try:
-            response: pb.IngestResponse = await stub.Ingest(stream, timeout=timeout_s)
+            call = stub.Ingest(stream, timeout=timeout_s)
+            calls.append(call)
+            response: pb.IngestResponse = await call
         except grpc.aio.AioRpcError as failure:
             now = time.monotonic()
             give_up_at = give_up_at if give_up_at is not None else now + reconnect_timeout_s

@@ -14,12 +14,12 @@ from numpy.typing import NDArray
 
 from tessera.common.v1 import common_pb2
 from tessera.monitoring import analysis, convert
-from tessera.monitoring import audio as audio_lib
 from tessera.monitoring.analysis import ClipEvidence, ClipMedia, MediaError
 from tessera.monitoring.contracts import MonitoringModels
 from tessera.monitoring.rooms_api import Rooms, now_ms
 from tessera.monitoring.settings import MonitoringSettings
 from tessera.monitoring.v1 import monitoring_pb2 as pb
+from tessera.runtime import audio as audio_lib
 from tessera.runtime import config
 from tessera.runtime.errors import InvalidArgument, ResourceExhausted
 from tessera.runtime.media import resolve_media_path

@@ -17,8 +17,8 @@ from typing import Any
 import av
 import numpy as np
 
-from tessera.monitoring.audio import MODEL_RATE
 from tessera.monitoring.vision import encode_jpeg
+from tessera.runtime.audio import MODEL_RATE
 
 OnFrame = Callable[[int, bytes], Coroutine[Any, Any, None]]
 OnAudio = Callable[[int, bytes], Coroutine[Any, Any, None]]  # (start ms, PCM16 mono at 16 kHz)

@@ -26,9 +26,7 @@ from urllib.parse import urlparse
 from prometheus_client import Counter
 
 from tessera.common.v1 import common_pb2
-from tessera.monitoring import audio as audio_lib
 from tessera.monitoring import cascade, feeds
-from tessera.monitoring.audio import AudioError, AudioWindower
 from tessera.monitoring.rooms_api import Rooms, now_ms
 from tessera.monitoring.settings import MonitoringSettings
 from tessera.monitoring.shedding import FrameShedder
@@ -42,7 +40,9 @@ from tessera.monitoring.vision import (
     encode_jpeg,
     raw_to_jpeg,
 )
+from tessera.runtime import audio as audio_lib
 from tessera.runtime import config
+from tessera.runtime.audio import AudioError, AudioWindower
 from tessera.runtime.bus import Bus, BusUnavailable, Received, Subscription
 from tessera.runtime.echo import bounded, shown
 from tessera.runtime.errors import (

@@ -35,7 +35,6 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from tessera.monitoring.audio import MODEL_RATE
 from tessera.monitoring.rules import (
     ObjectRuleKind,
     RoomRules,
@@ -46,6 +45,7 @@ from tessera.monitoring.rules import (
     make_sound_rule,
     make_zone,
 )
+from tessera.runtime.audio import MODEL_RATE, decode_file
 
 SOUND_ROOT = Path("/usr/share/sounds")
 FRAME_SIZE = (384, 288)  # width, height: half of vtest.avi
@@ -96,15 +96,7 @@ def load_sound(path: Path) -> NDArray[np.float32]:
     """Any audio file -> 16 kHz mono float32."""
     if not path.exists():
         raise MediaMissing(f"{path} missing: apt-get install sound-theme-freedesktop alsa-utils")
-    chunks = []
-    with av.open(str(path)) as container:
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=MODEL_RATE)
-        for frame in container.decode(audio=0):
-            for out in resampler.resample(frame):
-                chunks.append(out.to_ndarray().reshape(-1))
-        for out in resampler.resample(None):
-            chunks.append(out.to_ndarray().reshape(-1))
-    return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+    return decode_file(path)
 
 
 @dataclass

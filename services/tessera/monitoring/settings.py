@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from tessera.monitoring.audio import DEFAULT_HOP_MS
+from tessera.runtime.audio import DEFAULT_HOP_MS
 
 
 class MonitoringSettings(BaseSettings):
@@ -18,7 +18,7 @@ class MonitoringSettings(BaseSettings):
     # A detector drops a frame it reaches this long (ms, wall clock) after the gateway accepted it; 0 disables.
     frame_max_lag_ms: int = Field(2000, ge=0)
     # Audio analysis windows (0.982 s) end every hop_ms of stream time. av_fusion's audio tokens are consecutive
-    # windows: keep the hop it was trained with (tessera.monitoring.audio.DEFAULT_HOP_MS).
+    # windows: keep the hop it was trained with (tessera.runtime.audio.DEFAULT_HOP_MS).
     audio_hop_ms: int = Field(DEFAULT_HOP_MS, ge=50, le=982)
     # Largest encoded frame published as is (bytes); larger ones are re-encoded as JPEG.
     frame_publish_max_bytes: int = Field(900_000, ge=10_000, le=1_000_000)

@@ -33,11 +33,11 @@ import torch
 from numpy.typing import NDArray
 
 from tessera.monitoring import analysis, scenarios
-from tessera.monitoring import audio as audio_lib
 from tessera.monitoring.evidence import Box, Context, stack_tokens
 from tessera.monitoring.fusion_net import FusionConfig, FusionNet
 from tessera.monitoring.vision import Yolo, fit
 from tessera.monitoring.yamnet import Yamnet, read_labels
+from tessera.runtime import audio as audio_lib
 from tessera.runtime.model_repository import trained_up_to_date, write_trained
 
 VERSION = 8  # bump when the data or the recipe changes: it is part of the up-to-date key

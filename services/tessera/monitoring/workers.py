@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 import numpy as np
 from prometheus_client import Counter, Histogram
 
-from tessera.monitoring import audio as audio_lib
 from tessera.monitoring import cascade, convert
 from tessera.monitoring.contracts import MonitoringModels
 from tessera.monitoring.evidence import RoomEvidence, tokens
@@ -36,6 +35,7 @@ from tessera.monitoring.shedding import is_stale
 from tessera.monitoring.v1 import cascade_pb2 as msg
 from tessera.monitoring.v1 import monitoring_pb2 as pb
 from tessera.monitoring.vision import ImageError, decode_image, frame_stats
+from tessera.runtime import audio as audio_lib
 from tessera.runtime import config
 from tessera.runtime.bus import Bus, Delivery, KeyValueTable, PermanentError, derived_msg_id
 from tessera.runtime.config import ServerSettings

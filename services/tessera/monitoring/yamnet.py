@@ -19,7 +19,7 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 from onnx import numpy_helper
 
-from tessera.monitoring.audio import N_MELS, PATCH_FRAMES
+from tessera.runtime.audio import N_MELS, PATCH_FRAMES
 
 EMBEDDING_OUTPUT = "/model/Reshape_output_0_qdq"
 _FLATTEN_SHAPE = "/model/Constant_output_0"

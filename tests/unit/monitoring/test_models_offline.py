@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from tessera.monitoring import scenarios, vision
-from tessera.monitoring.audio import MODEL_RATE, WINDOW_SAMPLES, patch
 from tessera.monitoring.training import LocalModels
+from tessera.runtime.audio import MODEL_RATE, WINDOW_SAMPLES, patch
 
 
 @pytest.fixture(scope="module")

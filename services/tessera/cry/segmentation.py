@@ -1,0 +1,115 @@
+"""Adaptive energy segmentation of 16 kHz audio into sound events (pure numpy), for clips and live streams alike.
+
+Per 10 ms frame, the level (dB of RMS) is compared with an adaptive noise floor: a low percentile of the last few
+seconds' frame levels, so a louder room raises the bar and a quiet nursery lowers it. A frame more than ``margin_db``
+above the floor (and above an absolute minimum) is active. Active frames separated by less than ``merge_gap_ms``
+belong to one segment (the pauses inside a cry bout); a segment closes after that much quiet, or when it reaches
+``max_segment_ms``; segments shorter than ``min_segment_ms`` are dropped. ``StreamSegmenter`` keeps this state
+across chunks, so a stream and the same audio as one clip give the same segments.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+RATE = 16_000
+FRAME = RATE // 100  # 10 ms
+
+
+@dataclass(frozen=True)
+class Settings:
+    margin_db: float = 9.0
+    absolute_min_db: float = -62.0
+    floor_percentile: float = 15.0
+    floor_window_ms: int = 4000
+    merge_gap_ms: int = 450
+    min_segment_ms: int = 250
+    max_segment_ms: int = 6000
+
+
+@dataclass(frozen=True)
+class Span:
+    start: int  # sample index, inclusive
+    end: int  # sample index, exclusive
+
+    @property
+    def start_ms(self) -> int:
+        return self.start * 1000 // RATE
+
+    @property
+    def end_ms(self) -> int:
+        return self.end * 1000 // RATE
+
+
+def frame_levels(samples: NDArray[np.float32]) -> NDArray[np.float64]:
+    """dB (RMS, full scale 1.0) of each whole 10 ms frame."""
+    n = len(samples) // FRAME
+    frames = samples[: n * FRAME].astype(np.float64).reshape(n, FRAME)
+    return np.asarray(20 * np.log10(np.sqrt(np.mean(frames**2, axis=1)) + 1e-9))
+
+
+@dataclass
+class StreamSegmenter:
+    """Feed 16 kHz samples in any chunk sizes; get each segment's span (in samples since the start) as it closes."""
+
+    settings: Settings = field(default_factory=Settings)
+    _history: deque[float] = field(default_factory=deque)
+    _pending: NDArray[np.float32] = field(default_factory=lambda: np.zeros(0, np.float32))
+    _frame_index: int = 0
+    _start: int | None = None  # first active frame of the open segment
+    _last_active: int = -1
+
+    def push(self, samples: NDArray[np.float32]) -> list[Span]:
+        data = np.concatenate([self._pending, samples.astype(np.float32, copy=False)])
+        whole = len(data) // FRAME * FRAME
+        self._pending = data[whole:]
+        closed: list[Span] = []
+        for level in frame_levels(data[:whole]):
+            span = self._step(float(level))
+            if span is not None:
+                closed.append(span)
+        return closed
+
+    def flush(self) -> list[Span]:
+        """The open segment, if long enough (end of a clip or a stream)."""
+        span = self._close(self._last_active + 1)
+        return [span] if span is not None else []
+
+    def _floor(self) -> float:
+        # The frame itself is in the history: a recording that starts loud starts no segment until quiet is heard.
+        return float(np.percentile(self._history, self.settings.floor_percentile))
+
+    def _step(self, level: float) -> Span | None:
+        s = self.settings
+        index = self._frame_index
+        self._frame_index += 1
+        self._history.append(level)
+        if len(self._history) > s.floor_window_ms // 10:
+            self._history.popleft()
+        active = level > max(self._floor() + s.margin_db, s.absolute_min_db)
+        closed = None
+        if active:
+            if self._start is None:
+                self._start = index
+            self._last_active = index
+            if (index + 1 - self._start) * 10 >= s.max_segment_ms:
+                closed = self._close(index + 1)
+        elif self._start is not None and (index - self._last_active) * 10 >= s.merge_gap_ms:
+            closed = self._close(self._last_active + 1)
+        return closed
+
+    def _close(self, end_frame: int) -> Span | None:
+        start, self._start = self._start, None
+        if start is None or (end_frame - start) * 10 < self.settings.min_segment_ms:
+            return None
+        return Span(start * FRAME, end_frame * FRAME)
+
+
+def segments(samples: NDArray[np.float32], settings: Settings | None = None) -> list[Span]:
+    """A whole clip's segments (the stream segmenter fed in one go)."""
+    segmenter = StreamSegmenter(settings or Settings())
+    return segmenter.push(samples) + segmenter.flush()
