@@ -42,7 +42,7 @@ class SegmentClassifier:
     def info(self) -> dict[str, Any]:
         keys = ("model_version", "round", "published_unix_ms", "temperature", "energy_threshold", "figures", "digest")
         extra = {k: self.provenance[k] for k in ("clients_aggregated", "clients_dropped") if k in self.provenance}
-        return {k: self.provenance.get(k) for k in keys} | extra
+        return {k: self.provenance.get(k) for k in keys} | {"reasons": self.reasons} | extra
 
     def __call__(self, audio: NDArray[np.float32]) -> Scored:
         seconds = len(audio) / MODEL_RATE

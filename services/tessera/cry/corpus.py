@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 from scipy.signal import butter, fftconvolve, sosfilt
 
 from tessera.cry.vocalisation import RATE, REASONS, Voice, vocalisation
-from tessera.runtime.audio import decode_file
+from tessera.runtime.audio import decode_file, resample
 
 SOUND_ROOT = Path("/usr/share/sounds")
 _FD = "freedesktop/stereo"
@@ -82,6 +82,7 @@ class Family:
     gain_db: float
     class_mix: tuple[float, ...]  # probability of each reason in this family's cries
     backgrounds: tuple[str, ...] = field(default=TRAIN_BACKGROUNDS)
+    capture_rate_hz: int = RATE  # 8000: a baby monitor or a phone (nothing above 4 kHz reaches the service)
 
 
 def make_family(family_id: int, seed: int, backgrounds: tuple[str, ...] = TRAIN_BACKGROUNDS) -> Family:
@@ -96,6 +97,7 @@ def make_family(family_id: int, seed: int, backgrounds: tuple[str, ...] = TRAIN_
         gain_db=float(rng.uniform(-6, 3)),
         class_mix=tuple(float(p) for p in mix),
         backgrounds=backgrounds,
+        capture_rate_hz=8000 if rng.random() < 0.25 else RATE,
     )
 
 
@@ -111,9 +113,14 @@ def room_response(family: Family, rng: np.random.Generator) -> NDArray[np.float3
 
 
 def microphone(signal: NDArray[np.float32], family: Family) -> NDArray[np.float32]:
+    """The family's microphone band and gain, and its capture rate (audio taken at 8 kHz and resampled to 16 kHz,
+    as the service does, loses everything above 4 kHz)."""
     low, high = family.band_hz
     sos = butter(2, [low, min(high, RATE / 2 - 100)], btype="bandpass", fs=RATE, output="sos")
-    return np.asarray(sosfilt(sos, signal) * 10 ** (family.gain_db / 20), np.float32)
+    out = np.asarray(sosfilt(sos, signal) * 10 ** (family.gain_db / 20), np.float32)
+    if family.capture_rate_hz != RATE:
+        out = resample(resample(out, RATE, family.capture_rate_hz), family.capture_rate_hz, RATE)[: len(signal)]
+    return out
 
 
 def background(names: tuple[str, ...], n: int, rng: np.random.Generator) -> NDArray[np.float32]:
@@ -170,6 +177,45 @@ def no_cry(family: Family, rng: np.random.Generator, duration_s: float = 3.0) ->
     return Recording(_finish(quiet, rng), NOT_CRY, family.family_id)
 
 
+def tonal_distractor(n: int, rng: np.random.Generator) -> NDArray[np.float32]:
+    """Made sounds that are tonal like a cry but are not one: beeps, sweeps, warbles, sequences of harmonic notes."""
+    t = np.arange(n) / RATE
+    kind = int(rng.integers(4))
+    if kind == 0:  # beeps
+        period = rng.uniform(0.2, 1.0)
+        gate = (t % period) < period * rng.uniform(0.2, 0.7)
+        wave = np.sin(2 * np.pi * rng.uniform(400, 3500) * t) * gate
+    elif kind == 1:  # sweep
+        f = np.geomspace(rng.uniform(200, 800), rng.uniform(1000, 5000), n)
+        wave = np.sin(2 * np.pi * np.cumsum(f) / RATE)
+    elif kind == 2:  # warble (siren-like)
+        f = rng.uniform(500, 1500) * (1 + 0.3 * np.sin(2 * np.pi * rng.uniform(1, 8) * t))
+        wave = np.sin(2 * np.pi * np.cumsum(f) / RATE)
+    else:  # notes with harmonics (music-like)
+        notes = 220 * 2 ** (rng.integers(0, 24, 16) / 12)
+        f = np.repeat(notes, n // 16 + 1)[:n]
+        phase = 2 * np.pi * np.cumsum(f) / RATE
+        wave = sum(np.sin(k * phase) / k for k in range(1, 6)) * np.exp(-((t * 4) % 1.0) * 3)
+    return np.asarray(wave, np.float32)
+
+
+def distractor(family: Family, rng: np.random.Generator, duration_s: float = 3.0) -> Recording:
+    """A loud sound that is not a cry, from the training pool or made (outlier exposure for the detector and the
+    energy score); never from the OOD pool."""
+    n = int(duration_s * RATE)
+    if rng.random() < 0.5:
+        clip = sound(family.backgrounds[int(rng.integers(len(family.backgrounds)))])
+        start = int(rng.integers(0, max(1, len(clip) - n)))
+        fore = np.zeros(n, np.float32)
+        take = clip[start : start + n]
+        fore[: len(take)] = take
+    else:
+        fore = tonal_distractor(n, rng)
+    heard = microphone(fftconvolve(fore, room_response(family, rng))[:n].astype(np.float32), family)
+    noisy = mix_at_snr(heard, background(family.backgrounds, n, rng), float(rng.uniform(5, 25)))
+    return Recording(_finish(noisy, rng), NOT_CRY, family.family_id)
+
+
 def unknown_sound(rng: np.random.Generator, duration_s: float = 3.0) -> Recording:
     """A sound the model never trained with (OOD): speech, alarm, phone, crash..."""
     names = OOD_SOUNDS + OOD_SPEECH
@@ -184,9 +230,10 @@ def unknown_sound(rng: np.random.Generator, duration_s: float = 3.0) -> Recordin
 
 
 def family_recordings(
-    family: Family, n_cries: int, n_quiet: int, seed: int, duration_s: float = 3.0
+    family: Family, n_cries: int, n_quiet: int, seed: int, duration_s: float = 3.0, n_distractors: int = 0
 ) -> list[Recording]:
     rng = np.random.default_rng([seed, family.family_id, 7])
     out = [cry(family, rng, duration_s) for _ in range(n_cries)]
     out += [no_cry(family, rng, duration_s) for _ in range(n_quiet)]
+    out += [distractor(family, rng, duration_s) for _ in range(n_distractors)]
     return out

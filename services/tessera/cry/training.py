@@ -37,23 +37,29 @@ PROVENANCE = "cry.json"
 
 @dataclass(frozen=True)
 class Recipe:
-    train_families: int = 32
-    cries_per_family: int = 36
-    quiet_per_family: int = 8
-    val_families: int = 8
+    train_families: int = 24
+    cries_per_family: int = 30
+    quiet_per_family: int = 4
+    distractors_per_family: int = 6  # outlier exposure: loud non-cry sounds of the training pool or made
+    val_families: int = 6
     test_families: int = 8
     eval_cries_per_family: int = 24
-    eval_quiet_per_family: int = 6
-    ood: int = 160
-    epochs: int = 14
+    eval_quiet_per_family: int = 4
+    ood: int = 120
+    epochs: int = 10
     batch: int = 32
     lr: float = 2e-3
     denoise_weight: float = 0.3
+    energy_weight: float = 0.05
+    energy_margins: tuple[float, float] = (-7.0, -2.0)  # (in, out): Liu et al. 2020 energy-bounded training
 
     def key(self) -> str:
-        return hashlib.sha256(
-            json.dumps([SEED, CLIP_S, self.__dict__, nets.Architecture().to_json()]).encode()
-        ).hexdigest()[:16]
+        """Changes with the recipe, the network, or any code that makes the data or the features."""
+        here = Path(__file__).parent
+        source = b"".join((here / f"{m}.py").read_bytes() for m in ("training", "corpus", "vocalisation", "nets"))
+        source += (here.parent / "runtime" / "audio.py").read_bytes()
+        payload = json.dumps([SEED, CLIP_S, self.__dict__, nets.Architecture().to_json()]).encode()
+        return hashlib.sha256(payload + source).hexdigest()[:16]
 
 
 @dataclass
@@ -78,8 +84,8 @@ def families(start: int, count: int, backgrounds: tuple[str, ...]) -> list[corpu
     return [corpus.make_family(start + i, SEED, backgrounds) for i in range(count)]
 
 
-def recordings(group: list[corpus.Family], cries: int, quiet: int) -> list[corpus.Recording]:
-    return [r for f in group for r in corpus.family_recordings(f, cries, quiet, SEED, CLIP_S)]
+def recordings(group: list[corpus.Family], cries: int, quiet: int, distractors: int = 0) -> list[corpus.Recording]:
+    return [r for f in group for r in corpus.family_recordings(f, cries, quiet, SEED, CLIP_S, distractors)]
 
 
 def ood_recordings(count: int) -> list[corpus.Recording]:
@@ -88,16 +94,23 @@ def ood_recordings(count: int) -> list[corpus.Recording]:
 
 
 def losses(
-    net: nets.CryNet, mel: torch.Tensor, clean: torch.Tensor, labels: torch.Tensor, denoise_weight: float
+    net: nets.CryNet, mel: torch.Tensor, clean: torch.Tensor, labels: torch.Tensor, recipe: Recipe
 ) -> torch.Tensor:
+    """Cry detection (BCE), reason (CE on cries), denoising (MSE to the dry cry's log-mel) and the energy hinge:
+    cries pulled below ``m_in``, non-cry sounds pushed above ``m_out``."""
     frames = torch.full((len(mel),), mel.shape[1], dtype=torch.long)
     cry_logit, reason_logits = net(mel, frames)
     is_cry = labels >= 0
     loss = F.binary_cross_entropy_with_logits(cry_logit, is_cry.float())
     if is_cry.any():
         loss = loss + F.cross_entropy(reason_logits[is_cry], labels[is_cry])
-    if denoise_weight:
-        loss = loss + denoise_weight * F.mse_loss(net.denoiser(mel), clean) / 16.0
+    if recipe.denoise_weight:
+        loss = loss + recipe.denoise_weight * F.mse_loss(net.denoiser(mel), clean) / 16.0
+    if recipe.energy_weight:
+        energy = -torch.logsumexp(reason_logits, dim=1)
+        m_in, m_out = recipe.energy_margins
+        hinge = torch.where(is_cry, F.relu(energy - m_in) ** 2, F.relu(m_out - energy) ** 2)
+        loss = loss + recipe.energy_weight * hinge.mean()
     return loss
 
 
@@ -124,12 +137,12 @@ def train(net: nets.CryNet, data: Batch, recipe: Recipe, params: list[torch.nn.P
             index = order[i : i + recipe.batch]
             window = crop(np.concatenate([data.mel[index], data.clean[index]], axis=2), rng)
             mel, clean = torch.from_numpy(window[..., :64]), torch.from_numpy(window[..., 64:])
-            loss = losses(net, mel, clean, torch.from_numpy(data.labels[index]), recipe.denoise_weight)
+            loss = losses(net, mel, clean, torch.from_numpy(data.labels[index]), recipe)
             optimizer.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
             schedule.step()
-            total += float(loss)
+            total += float(loss.detach())
         history.append(total / max(1, len(order) // recipe.batch))
     net.eval()
     return history
@@ -201,7 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.manual_seed(SEED)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     train_set = to_batch(recordings(families(0, recipe.train_families, corpus.TRAIN_BACKGROUNDS),
-                                    recipe.cries_per_family, recipe.quiet_per_family))  # fmt: skip
+                                    recipe.cries_per_family, recipe.quiet_per_family,
+                                    recipe.distractors_per_family))  # fmt: skip
     val = to_batch(recordings(families(1000, recipe.val_families, corpus.EVAL_BACKGROUNDS),
                               recipe.eval_cries_per_family, recipe.eval_quiet_per_family))  # fmt: skip
     test = to_batch(recordings(families(2000, recipe.test_families, corpus.EVAL_BACKGROUNDS),

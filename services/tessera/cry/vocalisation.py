@@ -42,17 +42,19 @@ class Signature:
 
 
 SIGNATURES: dict[str, Signature] = {
-    "hunger": Signature((380, 480), "rise_fall", (0.7, 1.2), (0.25, 0.45), (0.82, 0.92), 0.012, -7.0, 0.06,
-                        (-14, -8), (850, 2300), True),
-    "pain": Signature((520, 750), "peak_fall", (1.4, 2.8), (0.6, 1.3), (0.6, 0.78), 0.045, -3.5, 0.012,
-                      (-10, -4), (1100, 2900), True),
-    "discomfort": Signature((330, 430), "flat_tremor", (0.9, 1.8), (0.08, 0.25), (0.75, 0.88), 0.02, -8.5, 0.14,
-                            (-18, -11), (750, 2100), False),
-    "tiredness": Signature((280, 380), "falling", (1.0, 2.0), (0.5, 1.1), (0.55, 0.72), 0.01, -12.0, 0.3,
-                           (-24, -16), (650, 1500), False),
-    "burping": Signature((220, 320), "grunt", (0.15, 0.4), (0.25, 0.7), (0.35, 0.55), 0.035, -10.0, 0.025,
-                         (-20, -12), (550, 1300), False),
+    "hunger": Signature((340, 520), "rise_fall", (0.6, 1.3), (0.2, 0.5), (0.78, 0.92), 0.015, -7.0, 0.06,
+                        (-15, -7), (850, 2300), True),
+    "pain": Signature((440, 780), "peak_fall", (1.1, 2.8), (0.45, 1.3), (0.6, 0.82), 0.04, -4.0, 0.015,
+                      (-11, -4), (1050, 2800), True),
+    "discomfort": Signature((310, 480), "flat_tremor", (0.8, 1.8), (0.08, 0.3), (0.72, 0.88), 0.02, -8.0, 0.12,
+                            (-18, -10), (780, 2150), False),
+    "tiredness": Signature((260, 420), "falling", (0.9, 2.0), (0.4, 1.1), (0.55, 0.78), 0.012, -11.0, 0.25,
+                           (-24, -14), (680, 1600), False),
+    "burping": Signature((210, 380), "grunt", (0.15, 0.45), (0.2, 0.7), (0.35, 0.6), 0.035, -10.0, 0.03,
+                         (-21, -11), (560, 1350), False),
 }  # fmt: skip
+CONTOURS = ("rise_fall", "peak_fall", "flat_tremor", "falling", "grunt")
+CONTOUR_SWAP = 0.25  # share of units with another reason's contour: real cries mix their sound reflexes
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,8 @@ def unit(signature: Signature, voice: Voice, duration_s: float, rng: np.random.G
     """One cry unit (one exhalation)."""
     n = max(int(duration_s * RATE), 64)
     mean_f0 = rng.uniform(*signature.f0_hz) * voice.pitch_scale
-    f0 = mean_f0 * _contour(signature.contour, n, rng) * (1 + signature.jitter * _slow_noise(n, 30.0, rng))
+    contour = signature.contour if rng.random() > CONTOUR_SWAP else CONTOURS[int(rng.integers(len(CONTOURS)))]
+    f0 = mean_f0 * _contour(contour, n, rng) * (1 + signature.jitter * _slow_noise(n, 30.0, rng))
     phase = 2 * np.pi * np.cumsum(f0) / RATE
     voiced = np.zeros(n)
     for k in range(1, 40):

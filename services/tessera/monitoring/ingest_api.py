@@ -46,13 +46,13 @@ from tessera.runtime.audio import AudioError, AudioWindower
 from tessera.runtime.bus import Bus, BusUnavailable, Received, Subscription
 from tessera.runtime.echo import bounded, shown
 from tessera.runtime.errors import (
-    DeadlineExceeded,
     FailedPrecondition,
     InvalidArgument,
     PermissionDenied,
     ResourceExhausted,
 )
 from tessera.runtime.media import resolve_media_path
+from tessera.runtime.streams import next_or_idle
 
 log = logging.getLogger("tessera.monitoring")
 GATEWAY_SHED = Counter("tessera_monitoring_gateway_frames_shed", "frames dropped by the gateway (oldest waiting)")
@@ -347,15 +347,7 @@ class LiveIngest:
         else:
             timeout_s = self.own.ingest_idle_timeout_s
             reason, quiet = INGEST_IDLE, f"room {shown(session.room_id)}: nothing"
-        try:
-            return await asyncio.wait_for(anext(messages), timeout_s)
-        except StopAsyncIteration:
-            return None
-        except TimeoutError:
-            raise DeadlineExceeded(
-                f"{quiet} received for {timeout_s:g} s: the Ingest stream is ended; open a new one to go on",
-                reason=reason,
-            ) from None
+        return await next_or_idle(messages, timeout_s, quiet, reason)
 
     @staticmethod
     def _note_rejection(session: Session, index: int, image: common_pb2.Image, rejected: FrameRejected) -> None:

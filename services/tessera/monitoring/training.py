@@ -236,8 +236,9 @@ def train(data: Dataset, config: TrainConfig, net_config: FusionConfig) -> tuple
 def up_to_date_key(config: TrainConfig, net_config: FusionConfig) -> str:
     """Changes when the recipe, the network or any code that shapes the features changes."""
     here = Path(__file__).parent
-    modules = ("training", "scenarios", "analysis", "audio", "evidence", "fusion_net", "vision", "yamnet")
+    modules = ("training", "scenarios", "analysis", "evidence", "fusion_net", "vision", "yamnet")
     source = b"".join((here / f"{name}.py").read_bytes() for name in modules)
+    source += (here.parent / "runtime" / "audio.py").read_bytes()
     payload = json.dumps(
         {"version": VERSION, "train": config.__dict__, "net": net_config.to_dict(), "clips": CLIPS_PER_KIND},
         sort_keys=True,

@@ -57,7 +57,7 @@ class ClassifyRequest(_message.Message):
     FILE_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
-    """Optional idempotent caller reference echoed in the response (letters, digits, '-', at most 64)."""
+    """Optional caller reference echoed in the response (lower-case letters, digits and '-', at most 64 characters)."""
     @_builtins.property
     def pcm(self) -> _common_pb2.AudioChunk: ...
     @_builtins.property
@@ -198,8 +198,10 @@ class StreamClassifyRequest(_message.Message):
     CHUNK_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def chunk(self) -> _common_pb2.AudioChunk:
-        """PCM16 chunks (mono or interleaved; any rate 8000-48000 Hz, resampled to 16 kHz). The rate and channel count of
-        the first chunk hold for the whole stream. `start_ms` is ignored: chunks are taken as contiguous.
+        """PCM16 or FLOAT32 chunks (mono or interleaved; any rate 8000-48000 Hz, resampled to 16 kHz). The rate and
+        channel count of the first chunk hold for the whole stream. `start_ms` is ignored: chunks are taken as
+        contiguous. A stream that sends nothing for TESSERA_CRY_STREAM_IDLE_TIMEOUT_S (default 30 s) is ended with
+        DEADLINE_EXCEEDED, reason STREAM_IDLE.
         """
 
     def __init__(

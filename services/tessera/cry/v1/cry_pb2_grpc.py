@@ -62,7 +62,7 @@ class CryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def StreamClassify(self, request_iterator, context):
-        """Live audio: PCM16 chunks in, one event per segment as it closes, then a summary when the client half-closes.
+        """Live audio: PCM chunks in, one event per segment as it closes, then a summary when the client half-closes.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -39,7 +39,7 @@ class CryServiceStub:
     Classify: _grpc.UnaryUnaryMultiCallable[_cry_pb2.ClassifyRequest, _cry_pb2.ClassifyResponse]
     """One clip: its segments, each with cry detection, reason probabilities and abstention."""
     StreamClassify: _grpc.StreamStreamMultiCallable[_cry_pb2.StreamClassifyRequest, _cry_pb2.StreamClassifyResponse]
-    """Live audio: PCM16 chunks in, one event per segment as it closes, then a summary when the client half-closes."""
+    """Live audio: PCM chunks in, one event per segment as it closes, then a summary when the client half-closes."""
     GetModel: _grpc.UnaryUnaryMultiCallable[_cry_pb2.GetModelRequest, _cry_pb2.GetModelResponse]
     """The served global model: version, federation round, validation figures."""
 
@@ -49,7 +49,7 @@ class CryServiceAsyncStub(CryServiceStub):
     Classify: _aio.UnaryUnaryMultiCallable[_cry_pb2.ClassifyRequest, _cry_pb2.ClassifyResponse]  # type: ignore[assignment]
     """One clip: its segments, each with cry detection, reason probabilities and abstention."""
     StreamClassify: _aio.StreamStreamMultiCallable[_cry_pb2.StreamClassifyRequest, _cry_pb2.StreamClassifyResponse]  # type: ignore[assignment]
-    """Live audio: PCM16 chunks in, one event per segment as it closes, then a summary when the client half-closes."""
+    """Live audio: PCM chunks in, one event per segment as it closes, then a summary when the client half-closes."""
     GetModel: _aio.UnaryUnaryMultiCallable[_cry_pb2.GetModelRequest, _cry_pb2.GetModelResponse]  # type: ignore[assignment]
     """The served global model: version, federation round, validation figures."""
 
@@ -68,7 +68,7 @@ class CryServiceServicer(metaclass=_abc_1.ABCMeta):
         request_iterator: _MaybeAsyncIterator[_cry_pb2.StreamClassifyRequest],
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_cry_pb2.StreamClassifyResponse], _abc.AsyncIterator[_cry_pb2.StreamClassifyResponse]]:
-        """Live audio: PCM16 chunks in, one event per segment as it closes, then a summary when the client half-closes."""
+        """Live audio: PCM chunks in, one event per segment as it closes, then a summary when the client half-closes."""
 
     @_abc_1.abstractmethod
     def GetModel(
