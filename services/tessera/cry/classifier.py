@@ -26,6 +26,7 @@ class Scored:
     cry_probability: float
     probabilities: NDArray[np.float64]  # [5], temperature-scaled
     energy: float
+    logits: NDArray[np.float32]  # [5], before the temperature
 
 
 class SegmentClassifier:
@@ -58,4 +59,5 @@ class SegmentClassifier:
             float(torch.sigmoid(cry_logit)[0]),
             calibration.probabilities(row, self.temperature)[0],
             float(calibration.energy(row, self.temperature)[0]),
+            row[0],
         )

