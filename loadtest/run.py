@@ -48,6 +48,10 @@ DESCRIPTIONS = {
     "the normalised frame per request).",
     "triage_reasoner": "The triage reasoner alone, straight through tritonclient (one findings text per request, as "
     "the captioner wrote it).",
+    "cry": "Classify on 3.5 s clips of a held-out family's synthetic cries (one per reason, PCM16 16 kHz, encoded "
+    "once; cold warm-up pass first): decode, segmentation, one cry_classifier call per segment.",
+    "cry_classifier": "The cry classifier alone, straight through tritonclient (one 3 s segment of 16 kHz audio per "
+    "request).",
 }
 
 
@@ -296,9 +300,19 @@ def cpu_profile(scenarios: dict[str, Any], overhead: dict[str, Any]) -> dict[str
             "source": f"measured by make loadtest {stamp}: gateway, detector and fusion workers' CPU per ingested "
             "frame (JPEG decode, publish, fusion; the detector model itself runs in Triton)",
         }
+    cry = scenarios.get("cry")
+    if cry:
+        models |= _direct_models(cry, {"cry_classifier": "audio_s"}, stamp)
+        cpu = cry["cpu_s_by_process"].get("cry")
+        if cpu is not None and cry.get("audio_s_sent"):
+            costs["cry_ms_per_audio_s"] = {
+                "value": cpu * 1000 / cry["audio_s_sent"],
+                "source": f"measured by make loadtest {stamp}: cry service CPU per second of audio classified "
+                "(decode, resampling, segmentation, gRPC; the classifier itself runs in Triton)",
+            }
     tri = scenarios.get("triage")
     if tri:
-        models |= _triage_models(tri, stamp)
+        models |= _direct_models(tri, {"triage_captioner": "images", "triage_reasoner": "assessments"}, stamp)
         if tri.get("decode_ms_per_image") is not None:
             costs["triage_decode_ms_per_image"] = {
                 "value": tri["decode_ms_per_image"],
@@ -317,14 +331,14 @@ def cpu_profile(scenarios: dict[str, Any], overhead: dict[str, Any]) -> dict[str
     return {"generated": stamp, "models": models, "cpu_costs": costs}
 
 
-def _triage_models(tri: dict[str, Any], stamp: str) -> dict[str, Any]:
-    """CPU-class profiles of the triage models from the scenario's direct-Triton calls (concurrency 1)."""
+def _direct_models(result: dict[str, Any], units: dict[str, str], stamp: str) -> dict[str, Any]:
+    """CPU-class profiles of a capability's models from its scenario's direct-Triton calls (concurrency 1): each
+    call's time against its units (``units``: model -> the unit its calls are counted in)."""
     import statistics
 
-    units = {"triage_captioner": "images", "triage_reasoner": "assessments"}
     models: dict[str, Any] = {}
     for model, unit in units.items():
-        calls = (tri.get("direct_triton") or {}).get(model) or []
+        calls = (result.get("direct_triton") or {}).get(model) or []
         pairs = [(float(c[unit]), float(c["ms"])) for c in calls]
         if len(pairs) < 2:
             continue

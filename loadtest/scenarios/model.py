@@ -10,7 +10,8 @@ Stations, each a model of a capability:
 - ``triage_captioner`` (triage): one synthetic fundus photograph of the triage scenario's pool (one per grade) in
   the normalised frame, as the service sends it;
 - ``triage_reasoner`` (triage): the captioner's findings text of one of those photographs (read from the
-  captioner once in setup), empty clinical text.
+  captioner once in setup), empty clinical text;
+- ``cry_classifier`` (cry): the 3 s cry of one clip of the cry scenario's pool (one per reason), 16 kHz.
 
 Nothing of the services is around them: a request is one Triton inference, served by the model's instances in
 Triton's queue, which is the M/G/c station of the planner (servers = the model's instance count).
@@ -27,9 +28,11 @@ import tritonclient.grpc.aio as triton_aio
 from numpy.typing import NDArray
 from tritonclient.grpc import InferInput, InferRequestedOutput
 
-from loadtest.scenarios import triage
+from loadtest.scenarios import cry, triage
 from loadtest.scenarios.keyframes import scenario_video, video_path
 from loadtest.stack import Target
+from tessera.cry.contracts import CLASSIFIER
+from tessera.cry.vocalisation import RATE
 from tessera.keyframes.baselines import uniform_indices
 from tessera.keyframes.frame_source import VideoFrameSource
 from tessera.triage.contracts import CAPTIONER, REASONER
@@ -72,6 +75,10 @@ class ModelScenario:
             candidates = max(1, int(video.duration_s))
             source = VideoFrameSource(video_path(video), "model", 1.0, 320, None)
             self.frames = await source.frames(uniform_indices(candidates, min(candidates, 16)))
+        elif self.model == CLASSIFIER:
+            self.frames = np.stack(
+                [audio[-3 * RATE :] for _, audio in cry.clip_pool(int(self.options.get("seed", cry.SEED)))]
+            )
         elif self.model in (CAPTIONER, REASONER):
             self.frames = triage.frames_of(triage.fundus_pool(int(self.options.get("seed", triage.SEED))))
             if self.model == REASONER:  # what the captioner writes about each photograph, one text per row
@@ -102,6 +109,8 @@ class ModelScenario:
             query = InferInput("QUERY", [1, 1], "BYTES")
             query.set_data_from_numpy(np.array([[b"a person"]], dtype=np.object_))
             inputs, output, parameters = [frames, query], "SCORES", {"feature_cache": False}
+        elif self.model == CLASSIFIER:  # no batch dimension: one segment per request
+            inputs, output, parameters = cry.classifier_inputs(frame[0]), "PROBS", None
         elif self.model == CAPTIONER:
             inputs, output, parameters = triage.captioner_inputs(frame), "FINDINGS", None
         elif self.model == REASONER:

@@ -82,3 +82,18 @@ def test_station_tensors_follow_the_model_contracts() -> None:
         ("FINDINGS", [1, 1], "BYTES"),
         ("CLINICAL", [1, 1], "BYTES"),
     ]
+
+
+def test_cry_is_discovered_its_classifier_is_a_station_and_its_pool_is_fixed() -> None:
+    from loadtest.scenarios import cry
+
+    from tessera.cry.vocalisation import RATE, REASONS
+
+    assert factory("cry") == cry.SCENARIO.create
+    assert "cry_classifier" in model_stations() and factory("cry_classifier") is not None
+    pool = cry.clip_pool()
+    assert [reason for reason, _ in pool] == list(REASONS)
+    assert all(len(audio) == int(3.5 * RATE) and audio.dtype == np.float32 for _, audio in pool)
+    again = cry.clip_pool()
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(pool, again, strict=True))
+    assert not np.array_equal(pool[0][1], cry.clip_pool(seed=8)[0][1])

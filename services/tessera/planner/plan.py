@@ -6,7 +6,7 @@ Inputs are plain mappings (the CLI reads them from YAML/JSON tables; nothing her
   node, utilisation cap), ``placement`` (model -> pool, mirroring the Helm chart's ``capabilities.*.models.pool``),
   ``models`` (per model: the unit of work and one cost profile per accelerator, each with its ``source``) and
   ``cpu`` (CPU costs of the services themselves, per unit of work);
-- ``workload``: named workloads of four kinds: ``conference``, ``keyframes``, ``camera``, ``triage``.
+- ``workload``: named workloads of five kinds: ``conference``, ``keyframes``, ``camera``, ``triage``, ``cry``.
 
 Each pool is one M/G/c station: a Triton replica holds every model of its capability on one device, so all of a
 pool's models share its servers (devices x streams per device); the wait is the pool's, the service time each
@@ -345,11 +345,35 @@ def triage_demand(name: str, w: Mapping[str, Any], tables: Tables) -> tuple[list
     return demands, cpu
 
 
+def cry_demand(name: str, w: Mapping[str, Any], tables: Tables) -> tuple[list[Demand], list[CpuDemand]]:
+    """Cry classification: ``microphones`` live streams (``StreamClassify``) plus ``clips_per_s`` clips of
+    ``clip_s`` seconds (``Classify``); ``sound_fraction`` of the audio is sound events (segments, default 0.3), each
+    ``segment_s`` long (default 3): one ``cry_classifier`` request of ``segment_s`` audio seconds per segment.
+    The service's CPU: decode, resampling and segmentation of every second of audio."""
+    where = f"workloads.{name}"
+    audio_s_per_s = _num(w, "microphones", where, 0.0) + _num(w, "clips_per_s", where, 0.0) * _num(
+        w, "clip_s", where, 10.0
+    )
+    if audio_s_per_s <= 0:
+        raise PlanError(f"{where}: needs microphones or clips_per_s")
+    sound = _num(w, "sound_fraction", where, 0.3)
+    segment_s = _num(w, "segment_s", where, 3.0)
+    if not 0 <= sound <= 1 or segment_s <= 0:
+        raise PlanError(f"{where}: sound_fraction must be in [0, 1] and segment_s > 0")
+    rate = audio_s_per_s * sound / segment_s
+    audio_ms, src = _cpu(tables, "cry_ms_per_audio_s")
+    return (
+        [Demand(name, "cry_classifier", rate, segment_s, _slo(w, "cry_classifier", where))],
+        [CpuDemand(name, "cry: decode and segment", audio_s_per_s * audio_ms / 1000, src)],
+    )
+
+
 _DEMANDS: dict[str, Callable[[str, Mapping[str, Any], Tables], tuple[list[Demand], list[CpuDemand]]]] = {
     "conference": conference_demand,
     "keyframes": keyframes_demand,
     "camera": camera_demand,
     "triage": triage_demand,
+    "cry": cry_demand,
 }
 
 
@@ -491,11 +515,12 @@ def plan(workload: Mapping[str, Any], tables: Tables, placement: Mapping[str, st
 
 
 def scaled_workload(workload: Mapping[str, Any], factor: float) -> dict[str, Any]:
-    """The same mix with every volume (counts, query and assessment rates) multiplied by ``factor``."""
+    """The same mix with every volume (counts, query, assessment and clip rates, microphones) multiplied by
+    ``factor``."""
     out: dict[str, Any] = {"workloads": {}}
     for name, w in (workload.get("workloads") or {}).items():
         scaled = dict(w)
-        for key in ("count", "per_minute", "per_s"):
+        for key in ("count", "per_minute", "per_s", "microphones", "clips_per_s"):
             if key in scaled:
                 scaled[key] = float(scaled[key]) * factor
         out["workloads"][name] = scaled

@@ -237,3 +237,57 @@ def test_bad_triage_workloads_name_the_entry(key: str, value: Any, message: str)
     workload["workloads"]["clinics"][key] = value
     with pytest.raises(PlanError, match=message):
         plan(workload, load_tables(TRIAGE_TABLES))
+
+
+CRY_TABLES: dict[str, Any] = {
+    "accelerators": {"cpu": {"memory_gib": 0, "price_per_hour": None, "source": "test"}},
+    "pools": {"cpu": {"accelerator": "cpu", "devices_per_node": 1, "max_utilisation": 0.5}},
+    "placement": {"cry_classifier": "cpu"},
+    "models": {
+        "cry_classifier": {
+            "unit": "audio_s",
+            "profiles": {"cpu": {"fixed_ms": 2, "per_unit_ms": 4, "scv": 0.1, "source": "hand-made"}},
+        }
+    },
+    "cpu": {
+        "cores_per_node": 8,
+        "max_utilisation": 0.7,
+        "costs": {"cry_ms_per_audio_s": {"value": 1.0, "source": "hand-made"}},
+    },
+}
+
+
+def test_cry_demand_by_hand() -> None:
+    workload = {
+        "workloads": {
+            "nurseries": {
+                "kind": "cry",
+                "microphones": 1000,  # live streams: 1000 audio seconds per second
+                "clips_per_s": 10,
+                "clip_s": 20,  # + 200 audio seconds per second
+                "sound_fraction": 0.25,
+                "segment_s": 2.0,
+                "slo_p95_ms": {"cry_classifier": 500},
+            }
+        }
+    }
+    result = plan(workload, load_tables(CRY_TABLES))
+    (cpu,) = result.pools
+    (classifier,) = cpu.models
+    # 1200 audio s/s x 0.25 in sound events / 2 s each = 150 segments/s of 2 audio seconds: 2 + 4 x 2 = 10 ms
+    assert classifier.requests_per_s == pytest.approx(150.0) and classifier.units_per_request == pytest.approx(2.0)
+    assert classifier.service_ms == pytest.approx(10.0)
+    assert cpu.devices == 3  # 150 x 0.010 = 1.5 busy servers at most 50% each
+    assert {c.item: c.cpu_cores for c in result.cpu.items} == pytest.approx({"cry: decode and segment": 1.2})
+    doubled = plan(scaled_workload(workload, 2.0), load_tables(CRY_TABLES))
+    assert doubled.pools[0].models[0].requests_per_s == pytest.approx(300.0)
+    shipped = plan(workload, load_tables(TABLES))
+    assert [p.pool for p in shipped.pools] == ["cpu"]
+
+
+def test_bad_cry_workloads_name_the_entry() -> None:
+    with pytest.raises(PlanError, match="needs microphones or clips_per_s"):
+        plan({"workloads": {"n": {"kind": "cry", "slo_p95_ms": {"cry_classifier": 500}}}}, load_tables(CRY_TABLES))
+    bad = {"kind": "cry", "microphones": 5, "sound_fraction": 2, "slo_p95_ms": {"cry_classifier": 500}}
+    with pytest.raises(PlanError, match="sound_fraction"):
+        plan({"workloads": {"n": bad}}, load_tables(CRY_TABLES))
