@@ -13,6 +13,7 @@ import pytest
 import yaml
 from manifests import Render, Workload, selects, workloads
 
+from tessera.cry.settings import CrySettings
 from tessera.keyframes.api import KeyframesSettings
 from tessera.monitoring.settings import MonitoringSettings
 from tessera.runtime import config
@@ -37,6 +38,7 @@ CHART_MANAGED = {
 
 # The capability's own settings class, per capability with one (read from the code).
 CAPABILITY_SETTINGS: dict[str, type[Any]] = {
+    "cry": CrySettings,
     "keyframes": KeyframesSettings,
     "monitoring": MonitoringSettings,
     "translation": TranslationSettings,

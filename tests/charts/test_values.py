@@ -95,6 +95,7 @@ BAD_VALUES: list[tuple[dict[str, str], str]] = [
     ({"capabilities.keyframes.service.port": "9090"}, "capabilities.keyframes.service.port and metrics.port are both"),
     (
         {
+            "capabilities.cry.enabled": "false",
             "capabilities.keyframes.enabled": "false",
             "capabilities.monitoring.enabled": "false",
             "capabilities.translation.enabled": "false",
@@ -159,7 +160,7 @@ def test_built_capabilities_are_available_and_on_by_default() -> None:
     """The built capabilities exist (code, models, images): on in values.yaml, and no values file turns one off."""
     for path in [chartlib.CHART / "values.yaml", *chartlib.CHART.glob("values-*.yaml")]:
         values = yaml.safe_load(path.read_text())
-        for name in ("keyframes", "monitoring", "translation", "triage"):
+        for name in ("cry", "keyframes", "monitoring", "translation", "triage"):
             cap = (values.get("capabilities") or {}).get(name, {})
             assert cap.get("enabled", True) is True and cap.get("status", "available") == "available", path.name
             if path.name == "values.yaml":
