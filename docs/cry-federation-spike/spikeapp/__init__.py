@@ -1,0 +1,1 @@
+"""Tiny Flower spike app: linear regression on random data, FedAvg / SecAgg+."""
