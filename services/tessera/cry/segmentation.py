@@ -30,6 +30,9 @@ class Settings:
     merge_gap_ms: int = 450
     min_segment_ms: int = 250
     max_segment_ms: int = 6000
+    warmup_ms: int = 1500  # the first frames are decided once this much is heard with a quiet part in it
+    warmup_max_ms: int = 6000  # ... or once this much is heard at all
+    warmup_quiet_ms: int = 100  # how much quiet (margin_db below the loud part) decides the start
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ class StreamSegmenter:
     _start: int | None = None  # first active frame of the open segment
     _last_active: int = -1
     _floor_db: float | None = None
+    _warmup: list[float] = field(default_factory=list)  # levels of the first frames, not decided yet
 
     def push(self, samples: NDArray[np.float32]) -> list[Span]:
         data = np.concatenate([self._pending, samples.astype(np.float32, copy=False)])
@@ -71,15 +75,51 @@ class StreamSegmenter:
         self._pending = data[whole:]
         closed: list[Span] = []
         for level in frame_levels(data[:whole]):
-            span = self._step(float(level))
-            if span is not None:
-                closed.append(span)
+            closed += self._take(float(level))
         return closed
 
     def flush(self) -> list[Span]:
         """The open segment, if long enough (end of a clip or a stream)."""
+        closed = self._decide_warmup(self._warmup_floor()) if self._warmup else []
         span = self._close(self._last_active + 1)
+        return closed + ([span] if span is not None else [])
+
+    def _take(self, level: float) -> list[Span]:
+        """A recording may start in the middle of a cry: its first frames are held until at least ``warmup_ms`` is
+        heard and it holds a quiet part (``margin_db`` below its loud part: a pause between cry units is enough),
+        or until ``warmup_max_ms``; then they are decided against that quiet part, not against the loud first
+        frame. Only the start of a stream waits: after that, each frame is decided as it comes."""
+        s = self.settings
+        if self._frame_index == 0:
+            self._warmup.append(level)
+            held = len(self._warmup)
+            if held < s.warmup_ms // 10:
+                return []
+            loud = float(np.percentile(self._warmup, 90))
+            quiet = [x for x in self._warmup if x < loud - s.margin_db]
+            if len(quiet) * 10 >= s.warmup_quiet_ms:
+                return self._decide_warmup(float(np.median(quiet)))
+            if held >= s.warmup_max_ms // 10:
+                return self._decide_warmup(float(np.percentile(self._warmup, s.floor_percentile)))
+            return []
+        span = self._step(level)
         return [span] if span is not None else []
+
+    def _warmup_floor(self) -> float:
+        """For a recording shorter than the warm-up: its quiet part if it has one, else its low percentile."""
+        loud = float(np.percentile(self._warmup, 90))
+        quiet = [x for x in self._warmup if x < loud - self.settings.margin_db]
+        return float(np.median(quiet)) if quiet else float(np.percentile(self._warmup, self.settings.floor_percentile))
+
+    def _decide_warmup(self, floor: float) -> list[Span]:
+        held, self._warmup = self._warmup, []
+        self._floor_db = floor
+        closed = []
+        for level in held:
+            span = self._step(level, fixed_floor=True)
+            if span is not None:
+                closed.append(span)
+        return closed
 
     def _floor(self) -> float:
         """Re-estimated every ``FLOOR_EVERY`` frames (on the frame index, so any chunking gives the same floor): a
@@ -89,14 +129,15 @@ class StreamSegmenter:
             self._floor_db = float(np.percentile(self._history, self.settings.floor_percentile))
         return self._floor_db
 
-    def _step(self, level: float) -> Span | None:
+    def _step(self, level: float, fixed_floor: bool = False) -> Span | None:
         s = self.settings
         index = self._frame_index
         self._frame_index += 1
         self._history.append(level)
         if len(self._history) > s.floor_window_ms // 10:
             self._history.popleft()
-        active = level > max(self._floor() + s.margin_db, s.absolute_min_db)
+        floor = self._floor_db if fixed_floor and self._floor_db is not None else self._floor()
+        active = level > max(floor + s.margin_db, s.absolute_min_db)
         closed = None
         if active:
             if self._start is None:

@@ -77,3 +77,16 @@ def test_a_stream_in_odd_chunks_gives_the_segments_of_the_whole_clip() -> None:
             break
     found += streamer.flush()
     assert found == whole and len(whole) >= 2
+
+
+def test_a_recording_that_starts_mid_cry_finds_the_cry_from_its_first_frame() -> None:
+    rng = np.random.default_rng(6)
+    bout = vocalisation("pain", Voice(), 3.0, rng) + _noise(3.0, -60, rng)
+    clip = np.concatenate([bout[int(0.2 * RATE) :], _noise(2.0, -60, rng)])  # the first unit is already under way
+    found = segments(clip)
+    assert found and found[0].start_ms <= 30
+    streamer = StreamSegmenter()
+    live = [span for i in range(0, len(clip), 1600) for span in streamer.push(clip[i : i + 1600])] + streamer.flush()
+    assert live == found
+    short = segments(np.concatenate([_noise(0.3, -60, rng), _tone(0.5, -20, rng)]))  # shorter than the warm-up
+    assert len(short) == 1 and abs(short[0].start_ms - 300) <= 20
