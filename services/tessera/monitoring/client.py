@@ -4,7 +4,8 @@ Used by the demo, the tests and the benchmark. A frame is sent at its timestamp;
 captured (at its end), so pacing reproduces the timing a live camera and microphone would have.
 
 ``ingest`` carries on through a gateway's drain or loss. When Ingest ends with UNAVAILABLE (ErrorInfo ``DRAINING``:
-the gateway is shutting down, reconnect at once; ``NOT_READY``: a new gateway is still loading and read nothing;
+the gateway is shutting down, reconnect at once; ``NOT_READY`` / ``NOT_SERVING``: a gateway still loading, or
+one draining that takes no new streams, read nothing;
 no reason: the connection was lost, retry shortly), the rest of the clip goes on a new Ingest with the same
 ``stream_start_unix_ms``, so the fusion worker sees one stream. Give the channel
 ``runtime.rpc_client.RECONNECT_OPTIONS``. What the server held when the stream ended may be lost (at most the
@@ -149,7 +150,7 @@ async def ingest(
                 raise
             reason = reason_of(failure)
             log.info("Ingest of %s ended (%s) after %d of %d items; going on", room_id, reason, done[0], len(items))
-            if reason != "NOT_READY":  # NOT_READY: refused before anything was read, so it is all sent again
+            if reason not in ("NOT_READY", "NOT_SERVING"):  # refused before anything was read: all sent again
                 sent = done[0]
             if reason != "DRAINING":
                 await asyncio.sleep(0.2)  # lost or still loading, not moved: give it a moment

@@ -132,6 +132,11 @@ def draining_error() -> Unavailable:
     return Unavailable(DRAINING_MESSAGE, reason="DRAINING")
 
 
+def not_serving_error() -> Unavailable:
+    """A stream opened while the server drains: refused before anything was read (ErrorInfo NOT_SERVING)."""
+    return Unavailable("the server is draining and takes no new streams: reconnect", reason="NOT_SERVING")
+
+
 def not_ready_error(capability: str, then: str = "retry shortly") -> Unavailable:
     """A call refused before it read anything: the capability's models are still loading (ErrorInfo NOT_READY)."""
     return Unavailable(f"the {capability} models are not ready yet; {then}", reason="NOT_READY")
@@ -215,6 +220,8 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
 
                 async def streaming(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
                     async with _observed(method, context):
+                        if draining.is_set():
+                            raise not_serving_error()
                         async for item in _until_drained(behavior(request, context), draining):
                             yield item
 
@@ -223,6 +230,8 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
             async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
                 async with _observed(method, context):
                     if request_streaming:  # a client stream lasts as long as its client: cut it on drain
+                        if draining.is_set():
+                            raise not_serving_error()
                         return await _unless_drained(behavior(request, context), draining)
                     return await behavior(request, context)
 
