@@ -22,7 +22,7 @@ import torch
 from numpy.typing import NDArray
 from torch.nn import functional as F
 
-from tessera.cry import nets
+from tessera.cry import nets, training
 
 Arrays = dict[str, NDArray[np.float32]]
 
@@ -111,10 +111,12 @@ def local_update(
     lr: float = 2e-3,
     batch: int = 16,
     seed: int = 0,
+    energy_weight: float = training.Recipe.energy_weight,
+    energy_margins: tuple[float, float] = training.Recipe.energy_margins,
 ) -> tuple[Arrays, float]:
     """Train the adapters of ``net`` (holding the global adapters) on one family's log-mel [N, T, 64] and labels
-    (reason index, or -1 for no cry) with the FedProx term; returns (delta, mean loss of the last epoch). ``net``
-    keeps the trained adapters."""
+    (reason index, or -1 for no cry) with the central recipe's losses (cry, reason, energy hinge) and the FedProx
+    term; returns (delta, mean loss of the last epoch). ``net`` keeps the trained adapters."""
     nets.freeze_backbone(net)
     start = {name: torch.from_numpy(v) for name, v in adapters(net).items()}
     named = dict(net.named_parameters())
@@ -135,6 +137,8 @@ def local_update(
             loss = F.binary_cross_entropy_with_logits(cry_logit, is_cry.float())
             if is_cry.any():
                 loss = loss + F.cross_entropy(reason_logits[is_cry], y[is_cry])
+            if energy_weight:
+                loss = loss + energy_weight * training.energy_hinge(reason_logits, is_cry, energy_margins)
             proximal = sum(torch.sum((named[n] - start[n]) ** 2) for n in start)
             loss = loss + mu / 2 * proximal
             optimizer.zero_grad()

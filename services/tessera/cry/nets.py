@@ -150,3 +150,18 @@ def freeze_backbone(net: CryNet) -> None:
     names = set(adapter_names(net))
     for name, parameter in net.named_parameters():
         parameter.requires_grad_(name in names)
+
+
+def reset_adapters(net: CryNet, seed: int) -> None:
+    """Adapters back to their initial state (LoRA A random, B zero, fresh heads) over the pre-trained backbone."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, LoRALinear):
+                fan_in = module.lora_a.shape[1]
+                module.lora_a.copy_(torch.randn(module.lora_a.shape, generator=generator) / math.sqrt(fan_in))
+                module.lora_b.zero_()
+        for head in (net.cry_head, net.reason_head):
+            bound = 1.0 / math.sqrt(head.in_features)
+            head.weight.copy_((torch.rand(head.weight.shape, generator=generator) * 2 - 1) * bound)
+            head.bias.copy_((torch.rand(head.bias.shape, generator=generator) * 2 - 1) * bound)

@@ -107,11 +107,15 @@ def losses(
     if recipe.denoise_weight:
         loss = loss + recipe.denoise_weight * F.mse_loss(net.denoiser(mel), clean) / 16.0
     if recipe.energy_weight:
-        energy = -torch.logsumexp(reason_logits, dim=1)
-        m_in, m_out = recipe.energy_margins
-        hinge = torch.where(is_cry, F.relu(energy - m_in) ** 2, F.relu(m_out - energy) ** 2)
-        loss = loss + recipe.energy_weight * hinge.mean()
+        loss = loss + recipe.energy_weight * energy_hinge(reason_logits, is_cry, recipe.energy_margins)
     return loss
+
+
+def energy_hinge(reason_logits: torch.Tensor, is_cry: torch.Tensor, margins: tuple[float, float]) -> torch.Tensor:
+    """Energy-bounded outlier exposure: cries pulled below ``m_in``, non-cry sounds pushed above ``m_out``."""
+    energy = -torch.logsumexp(reason_logits, dim=1)
+    m_in, m_out = margins
+    return torch.where(is_cry, F.relu(energy - m_in) ** 2, F.relu(m_out - energy) ** 2).mean()
 
 
 def crop(mel: NDArray[np.float32], rng: np.random.Generator, min_frames: int = 140) -> NDArray[np.float32]:
