@@ -9,9 +9,9 @@ Figures (in-process, the model ``make models`` trained, one CPU thread):
 - detection: cry F1 against quiet rooms, loud non-cry sounds and unknown sounds; and whether YAMNet's "Baby cry,
   infant cry" class helps as a first-stage detector (alone, and as a gate before the model);
 - cost: CPU ms per second of audio (segmentation, log-mel, denoiser, Transformer);
-- upload per client per round: serialised sizes of the full fp32 model, the fp32 adapters and the 8-bit adapters.
-  These are payload sizes, not yet bytes on Flower's wire: the federation is not built yet, so
-  ``fl_vs_central_macro_f1_gap`` is null.
+- federation (``benchmarks/cry/fl_rounds.py``): Flower rounds with SecAgg+ against centralised training of the
+  same adapters, with 0% and 30% drop-out; rounds to converge; each client's upload per round as Flower
+  serialises it (8-bit SecAgg+ deltas) against a plain FedAvg reply with the fp32 adapters or the fp32 model.
 """
 
 from __future__ import annotations
@@ -34,6 +34,11 @@ from tessera.cry.classifier import SegmentClassifier
 from tessera.cry.vocalisation import RATE, REASONS
 from tessera.monitoring.yamnet import Yamnet, read_labels
 from tessera.runtime.audio import clip_windows, patch
+
+if __package__ in (None, ""):  # run as a script: make the repository root importable for `benchmarks.*`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from benchmarks.cry import fl_rounds
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -128,9 +133,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     truth = np.array([True] * len(cries) + [False] * (len(others) + len(unknown)))
     yam = yamnet_cry_scores([*cries, *others, *unknown])
     sizes = upload_sizes(classifier)
+    fl = fl_rounds.run(args.rounds, args.fl_families) if args.rounds else None
     result: dict[str, Any] = {
-        "upload_reduction_x": sizes["full_fp32"] / sizes["adapters_int8"],
-        "fl_vs_central_macro_f1_gap": None,
+        "upload_reduction_x": fl["upload_reduction_x"] if fl else None,
+        "fl_vs_central_macro_f1_gap": fl["macro_f1_gap"] if fl else None,
         "ece": calibration.ece(probs, labels),
         "ood_auroc": calibration.auroc(unknown_energy, cry_energy),
         "cpu_ms_per_audio_s": cpu_cost(classifier),
@@ -156,8 +162,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "yamnet_auroc": calibration.auroc(yam[truth], yam[~truth]),
             "yamnet_gate_then_model_f1": calibration.binary_f1((yam >= 0.1) & (cry_p >= 0.5), truth),
         },
-        "upload_bytes": sizes,
-        "upload_note": "serialised payload sizes; not yet measured on Flower's wire (federation not built)",
+        "payload_bytes": sizes,
+        "federation": fl,
         "machine": {"python": platform.python_version(), "torch": torch.__version__, "threads": 1},
         "command": "make bench-cry",
     }
@@ -166,7 +172,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def markdown(r: dict[str, Any]) -> str:
-    d, u, s, rs = r["detection"], r["unknown_sounds"], r["upload_bytes"], r["reasons"]
+    d, u, s, rs = r["detection"], r["unknown_sounds"], r["payload_bytes"], r["reasons"]
     lines = [
         "# Cry benchmark",
         "",
@@ -175,7 +181,7 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         "| figure | value | goal |",
         "|---|---|---|",
-        f"| macro-F1 (reasons) | {rs['macro_f1']:.3f} | FL within 1 point of central (FL not built) |",
+        f"| macro-F1 (reasons) | {rs['macro_f1']:.3f} | |",
         f"| macro AUC (one vs rest) | {rs['macro_auc']:.3f} | |",
         f"| ECE before / after temperature | {rs['ece_uncalibrated']:.3f} / {r['ece']:.3f} | <= 0.05 after |",
         f"| OOD AUROC (energy) | {r['ood_auroc']:.3f} | >= 0.9 |",
@@ -185,15 +191,48 @@ def markdown(r: dict[str, Any]) -> str:
         f"{d['yamnet_gate_then_model_f1']:.3f} | |",
         f"| cry detection AUROC: model / YAMNet | {d['model_auroc']:.3f} / {d['yamnet_auroc']:.3f} | |",
         f"| CPU ms per 1 s of audio | {r['cpu_ms_per_audio_s']:.2f} | <= 10 |",
-        f"| upload: full fp32 / adapters fp32 / adapters int8 (bytes) | {s['full_fp32']} / {s['adapters_fp32']} / "
+        f"| payload: full fp32 / adapters fp32 / adapters int8 (bytes) | {s['full_fp32']} / {s['adapters_fp32']} / "
         f"{s['adapters_int8']} | |",
-        f"| upload reduction (full fp32 / int8 adapters) | {r['upload_reduction_x']:.1f}x | >= 20x |",
         "",
         f"Per-reason F1: {', '.join(f'{k} {v:.3f}' for k, v in rs['per_reason_f1'].items())}.",
-        "",
-        f"Upload sizes are {r['upload_note']}.",
     ]
+    if r["federation"]:
+        lines += federation_markdown(r["federation"])
     return "\n".join(lines) + "\n"
+
+
+def federation_markdown(f: dict[str, Any]) -> list[str]:
+    fl, drop, central, w = f["federated"], f["federated_30pct_dropout"], f["centralised"], f["upload_wire_bytes"]
+    s = f["settings"]
+    return [
+        "",
+        f"## Federation (Flower {s.get('flwr', '1.42.0')}, SecAgg+, {s['families']} simulated families, "
+        f"{s['rounds']} rounds, {s['fraction_fit']:.0%} sampled a round)",
+        "",
+        "| figure | FL | FL, 30% drop-out | centralised | goal |",
+        "|---|---|---|---|---|",
+        f"| test macro-F1 | {fl['test']['macro_f1']:.3f} | {drop['test']['macro_f1']:.3f} | "
+        f"{central['test']['macro_f1']:.3f} | FL within 0.01 of central (gap {f['macro_f1_gap']:+.3f}) |",
+        f"| test ECE (calibrated) | {fl['test']['ece']:.3f} | {drop['test']['ece']:.3f} | {central['test']['ece']:.3f} "
+        "| <= 0.05 |",
+        f"| OOD AUROC | {fl['test']['ood_auroc']:.3f} | {drop['test']['ood_auroc']:.3f} | "
+        f"{central['test']['ood_auroc']:.3f} | >= 0.9 |",
+        f"| rounds to converge (within 0.01 of best validation F1) | {fl['rounds_to_converge']} | "
+        f"{drop['rounds_to_converge']} | ({central['epochs']} epochs) | |",
+        f"| rounds completed | {fl['rounds_completed']}/{fl['rounds']} | {drop['rounds_completed']}/{drop['rounds']} | "
+        "| all, with 30% dropping |",
+        f"| clients dropped per round | {max(fl['clients_dropped'])} | {min(drop['clients_dropped'])}-"
+        f"{max(drop['clients_dropped'])} | | |",
+        "",
+        "Upload per client per round, as Flower serialises the replies (all four SecAgg+ stages for ours):",
+        "",
+        "| upload | bytes | vs full fp32 |",
+        "|---|---|---|",
+        f"| FedAvg reply, full fp32 model | {w['full_fp32']} | 1x |",
+        f"| FedAvg reply, fp32 adapters | {w['adapters_fp32']} | {w['full_fp32'] / w['adapters_fp32']:.1f}x |",
+        f"| SecAgg+ 8-bit adapter deltas in Z_2^16 (ours) | {w['adapters_8bit_secagg']:.0f} | "
+        f"{f['upload_reduction_x']:.1f}x (goal >= 20x) |",
+    ]
 
 
 def main() -> int:
@@ -202,6 +241,8 @@ def main() -> int:
     parser.add_argument("--families", type=int, default=10)
     parser.add_argument("--ood", type=int, default=200)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--rounds", type=int, default=12, help="federation rounds (0: skip the federation)")
+    parser.add_argument("--fl-families", type=int, default=10)
     args = parser.parse_args()
     result = run(args)
     args.out.mkdir(parents=True, exist_ok=True)

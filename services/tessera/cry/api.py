@@ -202,6 +202,8 @@ class CryServicer(pb_grpc.CryServiceServicer):
 
     async def GetModel(self, request: pb.GetModelRequest, context: Context) -> pb.GetModelResponse:
         self._require_ready()
+        # A federation round may have swapped the served version since the last call: ask the model itself.
+        await self.models.classify(np.zeros(MODEL_RATE // 2, np.float32))
         info = self.models.info
         figures = info.get("figures") or {}
         return pb.GetModelResponse(

@@ -47,12 +47,14 @@ class AdapterRounds(FedAvg):
         )
         self.coordinator = coordinator
         self.current_round = 0
+        self.sampled = 0
 
     def configure_fit(
         self, server_round: int, parameters: Parameters, client_manager: ClientManager
     ) -> list[tuple[ClientProxy, FitIns]]:
         self.current_round = server_round
         chosen = super().configure_fit(server_round, parameters, client_manager)
+        self.sampled = len(chosen)
         s = self.coordinator.settings
         dropping = set(
             random.Random(s.seed * 7919 + server_round).sample(
@@ -78,7 +80,8 @@ class AdapterRounds(FedAvg):
             return None, {}
         # Under SecAgg+ every FitRes holds the same unmasked mean: no single client's delta reaches this point.
         mean_delta = parameters_to_ndarrays(results[0][1].parameters)
-        outcome = self.coordinator.apply(server_round, mean_delta, len(results), len(failures))
+        # Flower 1.42's SecAgg+ workflow lists each failure twice: count the sampled clients that sent nothing.
+        outcome = self.coordinator.apply(server_round, mean_delta, len(results), self.sampled - len(results))
         if not outcome.accepted:
             return None, {"accepted": False}
         return ndarrays_to_parameters(self.coordinator.global_list()), {"accepted": True, **outcome.figures}

@@ -15,12 +15,12 @@ CLASSIFIER = "cry_classifier"
 class FederationSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TESSERA_CRY_FL_", extra="ignore")
 
-    rounds: int = Field(8, ge=1, le=10_000)
+    rounds: int = Field(12, ge=1, le=10_000)
     families: int = Field(10, ge=2, le=255)  # simulated devices (make run and the benchmark)
     fraction_fit: float = Field(0.6, gt=0, le=1)  # sampled per round
     min_fit_clients: int = Field(3, ge=2, le=255)  # SecAgg+ needs at least 3 for a threshold below all
     local_epochs: int = Field(2, ge=1, le=50)
-    lr: float = Field(2e-3, gt=0, le=1)
+    lr: float = Field(5e-3, gt=0, le=1)
     batch: int = Field(16, ge=1, le=1024)
     proximal_mu: float = Field(0.01, ge=0)  # FedProx: mu/2 ||w - w_global||^2
     # SecAgg+: 8-bit stochastic quantisation of the weighted delta, masked in Z_(2^16): sums of up to 255 clients.
