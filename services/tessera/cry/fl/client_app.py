@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import enum
 import functools
-import logging
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
@@ -26,8 +25,6 @@ from tessera.cry import federation, nets
 from tessera.cry.fl import coordinator, data, wire
 from tessera.cry.fl.settings import FederationSettings
 from tessera.runtime import config
-
-log = logging.getLogger("tessera.cry.fl")
 
 
 class Behaviour(enum.Enum):

@@ -12,7 +12,6 @@ import logging
 import math
 import random
 from dataclasses import dataclass, field
-from typing import Any
 
 from flwr.app import Context
 from flwr.common import FitIns, FitRes, Parameters, Scalar, ndarrays_to_parameters, parameters_to_ndarrays
@@ -136,7 +135,3 @@ def make_server_app(settings: FederationSettings | None = None, run: FederationR
 
 
 app = make_server_app()
-
-
-def summary(outcomes: list[RoundOutcome]) -> list[dict[str, Any]]:
-    return [o.__dict__ for o in outcomes]

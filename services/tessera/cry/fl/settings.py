@@ -16,7 +16,8 @@ class FederationSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TESSERA_CRY_FL_", extra="ignore")
 
     rounds: int = Field(12, ge=1, le=10_000)
-    families: int = Field(10, ge=2, le=255)  # simulated devices (make run and the benchmark)
+    # Simulated devices (make run, the benchmark); deployed, the devices a round waits for (fraction_fit of them).
+    families: int = Field(10, ge=2, le=255)
     fraction_fit: float = Field(0.6, gt=0, le=1)  # sampled per round
     min_fit_clients: int = Field(3, ge=2, le=255)  # SecAgg+ needs at least 3 for a threshold below all
     local_epochs: int = Field(2, ge=1, le=50)
