@@ -16,6 +16,7 @@ from tessera.runtime import service
 from tessera.runtime.config import ServerSettings
 from tessera.runtime.errors import field_violations
 from tessera.runtime.processes import TritonServer
+from tessera.runtime.rpc_client import reason_of
 from tessera.runtime.server import TesseraServer
 
 
@@ -143,6 +144,31 @@ async def test_corrupt_and_forbidden_files(
     # The service is still healthy after hostile input.
     ok = await keyframes.SelectKeyframes(_request(short_video, strategy=pb.STRATEGY_UNIFORM, k=2), timeout=60)
     assert len(ok.frames) == 2
+
+
+async def test_a_truncated_upload_is_refused_by_name(
+    keyframes: pb_grpc.KeyframeServiceStub, short_video: Path, tmp_path: Path
+) -> None:
+    import av
+
+    whole = tmp_path / "whole.mp4"  # index at the front, as streaming encoders write it
+    with av.open(str(short_video)) as src, av.open(str(whole), "w", options={"movflags": "faststart"}) as out:
+        stream = out.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                out.mux(packet)
+    data = whole.read_bytes()
+    for strategy in (pb.STRATEGY_UNIFORM, pb.STRATEGY_EXHAUSTIVE_TOP_K):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            request = _request(short_video, video={"inline_data": data[: len(data) // 2]}, strategy=strategy)
+            await keyframes.SelectKeyframes(request, timeout=120)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "truncated" in field_violations(caught.value)["video"] and reason_of(caught.value) == "VIDEO_TRUNCATED"
+    ok = await keyframes.SelectKeyframes(
+        _request(short_video, video={"inline_data": data}, strategy=pb.STRATEGY_UNIFORM, k=3), timeout=60
+    )
+    assert len(ok.frames) == 3
 
 
 async def test_inline_video_works(keyframes: pb_grpc.KeyframeServiceStub, short_video: Path) -> None:

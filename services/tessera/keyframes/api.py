@@ -24,7 +24,7 @@ from tessera.keyframes.focus import FocusParams
 from tessera.keyframes.frame_source import ThumbnailCache, VideoFrameSource
 from tessera.keyframes.v1 import keyframes_pb2 as pb
 from tessera.keyframes.v1 import keyframes_pb2_grpc as pb_grpc
-from tessera.keyframes.video import VideoError, VideoInfo, probe
+from tessera.keyframes.video import TruncatedVideo, VideoError, VideoInfo, probe
 from tessera.runtime import config
 from tessera.runtime.errors import InvalidArgument, OutOfRange, ResourceExhausted
 from tessera.runtime.inference import TritonClient
@@ -203,6 +203,8 @@ class KeyframeServicer(pb_grpc.KeyframeServiceServicer):
                 batch_size=self.own.score_batch,
                 progress=progress,
             )
+        except TruncatedVideo as exc:
+            raise InvalidArgument(str(exc), field="video", reason="VIDEO_TRUNCATED") from None
         except VideoError as exc:
             raise InvalidArgument(str(exc), field="video", reason="VIDEO_CORRUPT") from None
         phases = {"probe": probe_ms, **selection.phases_ms}

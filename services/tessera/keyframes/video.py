@@ -23,6 +23,16 @@ class VideoError(Exception):
     """The input is not a decodable video (corrupt, no video stream, zero length)."""
 
 
+class TruncatedVideo(VideoError):
+    """The header promises frames the data does not hold (an interrupted upload or copy): decoding ends early."""
+
+
+def readable_slack_s(fps: float) -> float:
+    """How far before a target the stream may end and still be whole: the last frame of a complete video sits
+    within a frame of its duration, so anything more than a second (or four frames) short is missing data."""
+    return max(1.0, 4.0 / fps) if fps > 0 else 1.0
+
+
 @dataclass(frozen=True)
 class VideoInfo:
     duration_s: float
@@ -106,12 +116,14 @@ def decode_at(
         position = -math.inf  # time of the last decoded frame
         last: Any = None
         half_frame = 0.5 / float(stream.average_rate or 25)
+        slack = readable_slack_s(float(stream.average_rate or 25))
         try:
             for i in order:
                 target = origin + max(0.0, float(timestamps_s[i]))
                 reuse = frames is not None and position - half_frame <= target <= position + seek_ahead_s
                 if not reuse or frames is None:
                     frames, position, last = None, -math.inf, None
+                ended = False
                 # Some demuxers (MPEG-TS) land past the target or on nothing: step the seek back until a frame
                 # at or before the target comes out, finally from the very start.
                 for back_s in (0.0, 1.0, 4.0, 16.0, 64.0, math.inf):
@@ -123,7 +135,8 @@ def decode_at(
                     while position < target - half_frame:
                         frame = next(frames, None)
                         if frame is None:
-                            break  # end of stream: keep the last frame we have
+                            ended = True  # end of stream: keep the last frame we have, if it is close enough
+                            break
                         decoded += 1
                         last = frame
                         position = float(frame.pts * time_base) if frame.pts is not None else position + 2 * half_frame
@@ -136,6 +149,11 @@ def decode_at(
                     frames, position = None, -math.inf
                 if last is None:
                     raise VideoError(f"no frame decodable at {target - origin:.3f} s")
+                if ended and position < target - slack:
+                    raise TruncatedVideo(
+                        f"data ends at {position - origin:.1f} s but the header promises frames at "
+                        f"{target - origin:.1f} s: the file is truncated"
+                    )
                 out[i] = last.to_ndarray(format="rgb24", width=size[0], height=size[1])
         except av.error.FFmpegError:
             raise VideoError("corrupt video stream") from None

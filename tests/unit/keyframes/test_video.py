@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tessera.keyframes.video import VideoError, decode_at, probe, thumbnail_size
+from tessera.keyframes.video import TruncatedVideo, VideoError, decode_at, probe, thumbnail_size
 
 
 def test_probe_reads_duration_rate_and_gop(short_video: Path) -> None:
@@ -88,3 +88,28 @@ def test_other_containers_and_timestamp_origins(tmp_path: Path, container: str, 
     frames = decode_at(path, [0.0, 2.0, 4.0]).frames
     for position, expected in ((0, 0), (1, 100), (2, 200)):
         assert abs(float(frames[position].mean()) - expected) < 12, (container, position, frames[position].mean())
+
+
+def _faststart(source: Path, dest: Path) -> Path:
+    """The same packets with the MP4 index moved to the front, as streaming encoders write it."""
+    import av
+
+    with av.open(str(source)) as src, av.open(str(dest), "w", options={"movflags": "faststart"}) as out:
+        stream = out.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                out.mux(packet)
+    return dest
+
+
+def test_a_truncated_file_is_named_not_padded_with_its_last_frame(tmp_path: Path, short_video: Path) -> None:
+    data = _faststart(short_video, tmp_path / "whole.mp4").read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 3])  # header intact (the index is at the front), data ends early
+    assert probe(cut).duration_s == pytest.approx(240, abs=1)  # the header still promises four minutes
+    assert set(decode_at(cut, [5.0, 30.0]).frames) == {0, 1}  # frames before the cut are fine
+    with pytest.raises(TruncatedVideo, match=r"data ends at .* s but the header promises frames at 200\.0 s"):
+        decode_at(cut, [5.0, 200.0])
+    whole = decode_at(short_video, [5.0, 200.0, probe(short_video).duration_s - 1.0])
+    assert len(whole.frames) == 3  # a complete file up to its last second is not truncated
