@@ -5,7 +5,7 @@ STAMP := $(VENV)/.tessera-installed
 OPENCV_DOC := build/media/opencv-doc
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install protos protos-check models media lint charts k8s test test-fast run up down demo bench-inference bench-proxy loadtest plan clean
+.PHONY: bench-keyframes-cache install protos protos-check models media lint charts k8s test test-fast run up down demo bench-inference bench-proxy loadtest plan clean
 
 install: $(STAMP)
 $(STAMP): pyproject.toml scripts/install.sh
@@ -67,6 +67,10 @@ bench-inference: install
 
 bench-proxy: install models media
 	$(PY) benchmarks/runtime/proxy_floor.py
+
+# A second query on the same hour of video: what the thumbnail and detection caches save.
+bench-keyframes-cache: install models media
+	$(PY) benchmarks/keyframes/second_query.py
 
 # One target per capability benchmark: bench-<capability> runs benchmarks/<capability>/run.py.
 bench-%: install models media

@@ -85,8 +85,15 @@ def thumbnail_size(width: int, height: int, max_side: int) -> tuple[int, int]:
 
 @dataclass
 class DecodeResult:
-    frames: dict[int, NDArray[np.uint8]]  # target position -> RGB thumbnail
+    frames: dict[int, NDArray[np.uint8]]  # target position -> RGB thumbnail, made from planes[position]
+    planes: dict[int, NDArray[np.uint8]]  # target position -> the thumbnail as YUV 4:2:0 planes [H * 3 / 2, W]
     decoded: int
+
+
+def yuv_to_rgb(planes: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    """A YUV 4:2:0 thumbnail (what caches keep: half the bytes of RGB) as RGB [H, W, 3]."""
+    rgb = np.asarray(av.VideoFrame.from_ndarray(planes, format="yuv420p").to_ndarray(format="rgb24"), np.uint8)
+    return rgb
 
 
 def decode_at(
@@ -102,6 +109,7 @@ def decode_at(
     """
     order = sorted(range(len(timestamps_s)), key=lambda i: timestamps_s[i])
     out: dict[int, NDArray[np.uint8]] = {}
+    planes: dict[int, NDArray[np.uint8]] = {}
     decoded = 0
     with _open(source) as container:
         if not container.streams.video:
@@ -154,7 +162,11 @@ def decode_at(
                         f"data ends at {position - origin:.1f} s but the header promises frames at "
                         f"{target - origin:.1f} s: the file is truncated"
                     )
-                out[i] = last.to_ndarray(format="rgb24", width=size[0], height=size[1])
+                # Through 4:2:0 planes (the source's own subsampling): the RGB a cache gives back later is the same.
+                # Limited range is what yuv_to_rgb reads, so full-range sources (MJPEG's yuvj) are converted to it.
+                thumbnail = last.reformat(width=size[0], height=size[1], format="yuv420p", dst_color_range=1)
+                planes[i] = np.asarray(thumbnail.to_ndarray(), np.uint8)
+                out[i] = yuv_to_rgb(planes[i])
         except av.error.FFmpegError:
             raise VideoError("corrupt video stream") from None
-    return DecodeResult(out, decoded)
+    return DecodeResult(out, planes, decoded)
