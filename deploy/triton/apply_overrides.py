@@ -13,7 +13,12 @@ Every other field, the tensor contract above all, stays as the model's author wr
 written with Triton's own ModelConfig proto, so a malformed overlay or config fails here, in the init container,
 with a message, rather than at Triton start. Exit status 0 on success, 2 on any error.
 
+With ``--keep-versions`` (a persistent target that a federation publishes new versions into), the numbered version
+folders of ``<target>/<model>/`` that are real directories and are not in ``<source>/<model>/`` survive the rebuild;
+everything else is rebuilt as without it.
+
     python apply_overrides.py --source /models --target /work/models --overrides overrides.json [--mode link|copy]
+        [--keep-versions]
 """
 
 from __future__ import annotations
@@ -82,8 +87,41 @@ def apply(config: model_config_pb2.ModelConfig, overlay: dict[str, Any], model: 
     return out
 
 
-def build(source: Path, target: Path, overlays: dict[str, dict[str, Any]], mode: str = "link") -> list[str]:
-    """Write ``target/<model>`` for every model in ``overlays``; returns the model names."""
+def published_versions(src: Path, dest: Path) -> set[str]:
+    """Version folders of ``dest`` written by someone other than this script: numbered, real directories (not links
+    into an image) and absent from ``src``."""
+    if dest.is_symlink() or not dest.is_dir():
+        return set()
+    return {
+        entry.name
+        for entry in dest.iterdir()
+        if entry.name.isdigit() and entry.is_dir() and not entry.is_symlink() and not (src / entry.name).exists()
+    }
+
+
+def clear(dest: Path, keep: set[str]) -> None:
+    """Empty ``dest`` (a folder, a link or a file) except its entries named in ``keep``."""
+    if dest.is_symlink() or dest.is_file():
+        dest.unlink()
+    elif dest.exists():
+        for entry in dest.iterdir():
+            if entry.name in keep:
+                continue
+            if entry.is_symlink() or not entry.is_dir():
+                entry.unlink()
+            else:
+                shutil.rmtree(entry)
+
+
+def build(
+    source: Path,
+    target: Path,
+    overlays: dict[str, dict[str, Any]],
+    mode: str = "link",
+    keep_versions: bool = False,
+) -> list[str]:
+    """Write ``target/<model>`` for every model in ``overlays``; returns the model names. With ``keep_versions``,
+    the published version folders (``published_versions``) of each model stay as they are."""
     if mode not in ("link", "copy"):
         raise OverlayError(f"mode must be link or copy (got {mode!r})")
     missing = sorted(name for name in overlays if not (source / name / "config.pbtxt").is_file())
@@ -97,11 +135,8 @@ def build(source: Path, target: Path, overlays: dict[str, dict[str, Any]], mode:
         if config.name and config.name != name:
             raise OverlayError(f"{src}/config.pbtxt names model {config.name!r}, folder is {name!r}")
         patched = apply(config, overlay, name)
-        if dest.is_symlink() or dest.is_file():
-            dest.unlink()
-        elif dest.exists():
-            shutil.rmtree(dest)
-        dest.mkdir(parents=True)
+        clear(dest, published_versions(src, dest) if keep_versions else set())
+        dest.mkdir(parents=True, exist_ok=True)
         for entry in sorted(src.iterdir()):
             if entry.name == "config.pbtxt":
                 continue
@@ -123,12 +158,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", type=Path, required=True, help="the repository Triton will serve")
     parser.add_argument("--overrides", type=Path, required=True, help="overrides.json: model -> overlay")
     parser.add_argument("--mode", choices=["link", "copy"], default="link")
+    parser.add_argument(
+        "--keep-versions",
+        action="store_true",
+        help="keep numbered version folders of the target that are not in the source (published by a federation)",
+    )
     args = parser.parse_args(argv)
     try:
         overlays = json.loads(args.overrides.read_text())
         if not isinstance(overlays, dict) or not overlays:
             raise OverlayError(f"{args.overrides}: expected a non-empty JSON object of model -> overlay")
-        built = build(args.source, args.target, overlays, args.mode)
+        built = build(args.source, args.target, overlays, args.mode, args.keep_versions)
     except (OSError, ValueError, OverlayError) as exc:
         print(f"apply_overrides: {exc}", file=sys.stderr)
         return 2

@@ -13,6 +13,7 @@ import pytest
 import yaml
 from manifests import Render, Workload, selects, workloads
 
+from tessera.cry.fl.settings import FederationSettings
 from tessera.cry.settings import CrySettings
 from tessera.keyframes.api import KeyframesSettings
 from tessera.monitoring.settings import MonitoringSettings
@@ -47,6 +48,7 @@ CAPABILITY_SETTINGS: dict[str, type[Any]] = {
 SETTINGS_DEFINITIONS = [
     ("serverSettings", ServerSettings),
     *((f"{cap}Settings", cls) for cap, cls in sorted(CAPABILITY_SETTINGS.items())),
+    ("cryFederationSettings", FederationSettings),  # capabilities.cry.federation.serverApp.settings (test_cry.py)
 ]
 
 

@@ -34,6 +34,23 @@ def test_service_image_installs_the_extra_named_by_a_build_arg() -> None:
     assert 'ENTRYPOINT ["tessera"]' in DOCKERFILE
 
 
+def test_federation_image_installs_its_extras_cpu_torch_and_system_sounds() -> None:
+    """capabilities.<cap>.federation.serverApp.extra is the EXTRA build arg of the ServerApp image: its extras exist,
+    torch comes from TORCH_INDEX_URL (CPU by default) when they pull it, and APT_PACKAGES installs the system sounds
+    the cry validation families are mixed from (the Triton image's CRY_APT_PACKAGES)."""
+    extras = set(PYPROJECT["project"]["optional-dependencies"])
+    for name, cap in VALUES["capabilities"].items():
+        federation = cap.get("federation")
+        if federation:
+            assert set(federation["serverApp"]["extra"].split(",")) <= extras, name
+    assert re.search(r"^ARG TORCH_INDEX_URL=https://download\.pytorch\.org/whl/cpu$", DOCKERFILE, re.MULTILINE)
+    assert 'case ",${EXTRA}," in *",cry-models,"*|*",cry-federation,"*) pip install --index-url' in DOCKERFILE
+    assert re.search(r'^ARG APT_PACKAGES=""$', DOCKERFILE, re.MULTILINE)
+    assert "apt-get install -y --no-install-recommends ${APT_PACKAGES}" in DOCKERFILE
+    cry_sounds = re.search(r'^ARG CRY_APT_PACKAGES="([^"]*)"$', TRITON_DOCKERFILE, re.MULTILINE)
+    assert cry_sounds and f'APT_PACKAGES="{cry_sounds.group(1)}"' in DOCKERFILE, "the build line the header documents"
+
+
 def test_every_available_capabilitys_extra_exists_in_pyproject() -> None:
     extras = set(PYPROJECT["project"]["optional-dependencies"])
     for name, cap in VALUES["capabilities"].items():

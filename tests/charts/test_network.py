@@ -115,6 +115,12 @@ def test_triton_takes_calls_from_its_capability_only(renders: dict[str, Render],
         }, f"{case} {w.name}: callers {[(c.name) for c in callers]}"
         for rule in spec["egress"]:
             assert _ports(rule) <= {53, 4318}, f"{case} {w.name}: Triton egress {_ports(rule)}"
+        # the federation's ServerApp (model loads over HTTP), of the same capability and only when it is on
+        loads = [r for r in spec["ingress"] if _ports(r) == {t["httpPort"]}]
+        federated = render.values["capabilities"][w.capability].get("federation", {}).get("enabled", False)
+        assert len(loads) == (1 if federated else 0), f"{case} {w.name}: HTTP-only rules {loads}"
+        for rule in loads:
+            assert {(c.component, c.capability) for c in _peer_pods(render, rule)} == {("serverapp", w.capability)}
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -82,7 +82,7 @@ def test_services_stay_off_the_gpu_pools(renders: dict[str, Render], case: str) 
     render = renders[case]
     gpu_labels = {k for p in render.values["gpuPools"].values() for k in p["nodeSelector"]}
     for w in workloads(render):
-        if w.component in ("service", "worker", "otel-collector"):
+        if w.component in ("service", "worker", "otel-collector", "superlink", "serverapp"):
             assert not gpu_labels & set(w.spec.get("nodeSelector", {})), f"{case} {w.name} on a GPU pool"
             for c in w.containers:
                 assert not any("gpu" in k for k in c["resources"].get("limits", {})), f"{case} {w.name} asks a GPU"
@@ -164,6 +164,41 @@ def test_overlay_rejects_what_triton_would_reject(tmp_path: Path) -> None:
         apply_overrides.main(["--source", str(source), "--target", str(tmp_path / "s"), "--overrides", str(overrides)])
         == 2
     )
+
+
+def test_keep_versions_keeps_only_published_version_folders(tmp_path: Path) -> None:
+    """--keep-versions: numbered real folders absent from the source survive a rebuild; links into the image, the
+    source's own versions, half-written staging folders and stray files are rebuilt or removed as without it."""
+    source = tmp_path / "models"
+    shutil.copytree(FRAME_RELEVANCE, source / "frame_relevance", ignore=shutil.ignore_patterns("__pycache__"))
+    overlay = {"frame_relevance": {"instance_group": {"kind": "KIND_CPU", "count": 1}}}
+    target = tmp_path / "served"
+    model = target / "frame_relevance"
+    apply_overrides.build(source, target, overlay, "copy")
+    (model / "1" / "stale.txt").write_text("left in the source's own version")
+    for published in ("2", "10"):
+        (model / published).mkdir()
+        (model / published / "model.pt").write_text(published)
+    (model / ".staging-11").mkdir()
+    (model / "12").symlink_to(source / "frame_relevance" / "1")
+    (model / "notes.txt").write_text("stray")
+    (model / "config.pbtxt").write_text("garbage")
+    overrides = tmp_path / "overrides.json"
+    overrides.write_text(json.dumps(overlay))
+    args = ["--source", str(source), "--target", str(target), "--overrides", str(overrides), "--mode", "copy"]
+    assert apply_overrides.main([*args, "--keep-versions"]) == 0
+    own = {p.name for p in (source / "frame_relevance").iterdir()}
+    assert {p.name for p in model.iterdir()} == own | {"2", "10"}
+    assert (model / "2" / "model.pt").read_text() == "2" and (model / "10" / "model.pt").read_text() == "10"
+    assert not (model / "1" / "stale.txt").exists(), "the source's versions are rebuilt from the source"
+    assert apply_overrides.load_config(model / "config.pbtxt").instance_group[0].count == 1
+    assert apply_overrides.main(args) == 0
+    assert {p.name for p in model.iterdir()} == own, "without the flag nothing of the target's own survives"
+    (target / "frame_relevance").rename(tmp_path / "elsewhere")
+    (target / "frame_relevance").symlink_to(tmp_path / "elsewhere")  # a link as the model folder is replaced
+    apply_overrides.build(source, target, overlay, "link", keep_versions=True)
+    assert not model.is_symlink() and (model / "1").is_symlink()
+    assert (tmp_path / "elsewhere" / "1").is_dir(), "the link's target is left alone"
 
 
 BATCHING_MODEL = """

@@ -107,6 +107,32 @@ BAD_VALUES: list[tuple[dict[str, str], str]] = [
     ({"auth.token": "x", "auth.existingSecret": "y"}, "auth.token and auth.existingSecret are exclusive"),
     ({"capabilities.keyframes.service.settings.TESSERA_MEDIA_ROOTS": "/x"}, "TESSERA_MEDIA_ROOTS is not allowed"),
     ({"capabilities.keyframes.models.overrides.clip.maxBatchSize": "8"}, "overrides.clip: not one of models.names"),
+    (
+        {"tls.enabled": "true", "tls.secretName": "tessera-tls"},
+        "capabilities.cry.federation.superlink.tlsSecret is required with tls.enabled",
+    ),
+    ({"capabilities.cry.models.replicas": "2"}, "capabilities.cry.federation needs models.replicas=1 (have 2)"),
+    (
+        {"capabilities.cry.federation.serverApp.settings.TESSERA_CRY_FL_ROUND": "3"},
+        "Additional property TESSERA_CRY_FL_ROUND is not allowed",
+    ),
+    (
+        {"capabilities.cry.federation.serverApp.settings.TESSERA_CRY_FL_BASE_MODEL": "/x"},
+        "Additional property TESSERA_CRY_FL_BASE_MODEL is not allowed",
+    ),
+    (
+        {"capabilities.cry.federation.serverApp.settings.TESSERA_CRY_FL_FRACTION_FIT": "0"},
+        "TESSERA_CRY_FL_FRACTION_FIT: Must be greater than 0",
+    ),
+    ({"capabilities.cry.federation.superlink.healthPort": "8000"}, "superlink.port and healthPort are both 8000"),
+    (
+        {"capabilities.cry.federation.superlink.fleetService.type": "ExternalName"},
+        "capabilities.cry.federation.superlink.fleetService.type must be one of the following",
+    ),
+    (
+        {"capabilities.cry.federation.superlink.image.tag": ""},
+        "capabilities.cry.federation.superlink.image.tag: String length must be greater than or equal to 1",
+    ),
 ]
 
 

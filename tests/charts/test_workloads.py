@@ -11,6 +11,8 @@ from manifests import Render, Workload, selects, workloads
 
 CASES = list(chartlib.CASES)
 TESSERA_COMPONENTS = {"service", "worker", "triton"}
+# A federation's Flower processes: gRPC health without TLS on their own port, whatever tls.enabled says.
+FLOWER_COMPONENTS = {"superlink", "serverapp"}
 
 
 def _quantity(value: Any) -> float:
@@ -70,10 +72,15 @@ def test_containers_have_probes_resources_and_a_locked_down_security_context(
             if w.component == "otel-collector":
                 assert probes["livenessProbe"] and probes["readinessProbe"], f"{where}: probes"
                 continue
-            assert w.component in TESSERA_COMPONENTS, f"{where}: unexpected component {w.component!r}"
+            assert w.component in TESSERA_COMPONENTS | FLOWER_COMPONENTS, (
+                f"{where}: unexpected component {w.component!r}"
+            )
             for kind, probe in probes.items():
                 assert probe, f"{where}: no {kind}"
-                if tls and w.component in ("service", "worker"):
+                if w.component in FLOWER_COMPONENTS:
+                    health = next(p["containerPort"] for p in c["ports"] if p["name"] == "health")
+                    assert probe.get("grpc") == {"port": health, "service": ""}, f"{where}: {kind} {probe}"
+                elif tls and w.component in ("service", "worker"):
                     assert "tcpSocket" in probe, f"{where}: {kind} must fall back to tcpSocket with TLS"
                 else:
                     assert "grpc" in probe, f"{where}: {kind} is not a gRPC (grpc.health.v1) probe: {probe}"
@@ -177,5 +184,5 @@ def test_images_are_pinned(renders: dict[str, Render], case: str) -> None:
         for c in [*w.spec.get("initContainers", []), *w.containers]:
             image = c["image"]
             assert ":" in image.rsplit("/", 1)[-1] and not image.endswith(":latest"), image
-            if w.component in TESSERA_COMPONENTS:
+            if w.component in TESSERA_COMPONENTS | {"serverapp"}:
                 assert image.startswith(registry + "/"), f"{image} not under image.registry {registry}"

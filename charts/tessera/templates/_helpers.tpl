@@ -34,6 +34,28 @@
 {{- printf "%s-triton-%s" (include "tessera.fullname" .root) .cap | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
+{{/* A capability's federation (capabilities.<cap>.federation): (dict "root" $ "cap" name) */}}
+{{- define "tessera.superlinkName" -}}
+{{- printf "%s-%s-superlink" (include "tessera.fullname" .root) .cap | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "tessera.fleetName" -}}
+{{- printf "%s-%s-fleet" (include "tessera.fullname" .root) .cap | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "tessera.serverAppName" -}}
+{{- printf "%s-%s-serverapp" (include "tessera.fullname" .root) .cap | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The PVC both the capability's Triton and its ServerApp mount: the served repository plus published versions. */}}
+{{- define "tessera.publishedRepositoryName" -}}
+{{- printf "%s-published" (include "tessera.tritonName" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "tessera.federationEnabled" -}}
+{{- if and .c.enabled .c.federation .c.federation.enabled -}}true{{- end -}}
+{{- end -}}
+
 {{- define "tessera.otelName" -}}
 {{- printf "%s-otel-collector" (include "tessera.fullname" .) | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
@@ -135,6 +157,30 @@ helm.sh/chart: {{ include "tessera.chart" .root }}
 {{- printf "%s-predictor.%s.svc.cluster.local:%d" $name .root.Release.Namespace (int .root.Values.kserve.predictorPort) -}}
 {{- else -}}
 {{- printf "%s.%s.svc.cluster.local:%d" $name .root.Release.Namespace (int .root.Values.triton.grpcPort) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* http://host:port of a capability's Triton HTTP endpoint (model control): (dict "root" $ "cap" name). Under
+     KServe the predictor Service carries only the first port, so federation.yaml renders <triton>-http for it. */}}
+{{- define "tessera.tritonHttpUrl" -}}
+{{- $name := include "tessera.tritonName" . -}}
+{{- if .root.Values.kserve.enabled -}}
+{{- $name = printf "%s-http" $name -}}
+{{- end -}}
+{{- printf "http://%s.%s.svc.cluster.local:%d" $name .root.Release.Namespace (int .root.Values.triton.httpPort) -}}
+{{- end -}}
+
+{{/* host:port of a capability's SuperLink API (Fleet, Control and Runtime API on one port), inside the cluster. */}}
+{{- define "tessera.superlinkAddress" -}}
+{{- printf "%s.%s.svc.cluster.local:%d" (include "tessera.superlinkName" .) .root.Release.Namespace (int .c.federation.superlink.port) -}}
+{{- end -}}
+
+{{/* An image outside image.registry: {registry, repository, tag} (registry may be empty). */}}
+{{- define "tessera.thirdPartyImage" -}}
+{{- if .registry -}}
+{{- printf "%s/%s:%s" (trimSuffix "/" .registry) .repository .tag -}}
+{{- else -}}
+{{- printf "%s:%s" .repository .tag -}}
 {{- end -}}
 {{- end -}}
 

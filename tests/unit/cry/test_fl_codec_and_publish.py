@@ -94,6 +94,7 @@ def _model_dir(tmp_path: Path) -> Path:
     (model / "1").mkdir(parents=True)
     (model / "config.pbtxt").write_text('name: "cry_classifier"\n')
     (model / "1" / "cry.pt").write_bytes(b"central")
+    (model / "1" / "model.py").write_text("# version 1's model code\n")
     return model
 
 
@@ -106,7 +107,7 @@ def test_each_published_round_is_a_new_whole_version_and_version_1_is_kept(tmp_p
     assert (model / "5" / "cry.pt").read_bytes() == b"w4" and json.loads((model / "5" / "cry.json").read_text())[
         "round"
     ] == 4
-    assert (model / "5" / "model.py").read_text().startswith('"""Triton python-backend model: the cry classifier')
+    assert (model / "5" / "model.py").read_text() == "# version 1's model code\n"  # the code version 1 serves
     assert not list(model.glob(".staging-*"))
 
 

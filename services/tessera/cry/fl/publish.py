@@ -2,7 +2,7 @@
 asked to load it: with the default version policy (latest 1) Triton swaps to it while the old version serves, so
 the cry service answers from the new model without a restart.
 
-A version folder holds ``model.py`` (from the model's source), ``cry.pt`` and ``cry.json``; it is written beside
+A version folder holds ``model.py`` (version 1's), ``cry.pt`` and ``cry.json``; it is written beside
 the repository and renamed into place, so Triton never reads half a version. Folder ``1`` is never touched (its
 files are hard links to the trained files). Only the newest ``keep`` published versions stay on disk.
 """
@@ -29,6 +29,12 @@ def versions(model_dir: Path) -> list[int]:
     return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
 
 
+def model_source(model_dir: Path) -> Path:
+    """The Triton model code a new version runs: version 1's, as served (an installed wheel carries no model.py)."""
+    served = model_dir / "1" / "model.py"
+    return served if served.is_file() else package_dir(MODEL_SOURCE) / "models" / "cry_classifier" / "1" / "model.py"
+
+
 def write_version(model_dir: Path, weights: bytes, provenance: dict[str, Any], keep: int = 3) -> int:
     """Writes the next version folder and returns its number."""
     if not (model_dir / "config.pbtxt").is_file():
@@ -37,7 +43,7 @@ def write_version(model_dir: Path, weights: bytes, provenance: dict[str, Any], k
     staging = model_dir / f".staging-{number}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
-    shutil.copy2(package_dir(MODEL_SOURCE) / "models" / "cry_classifier" / "1" / "model.py", staging / "model.py")
+    shutil.copy2(model_source(model_dir), staging / "model.py")
     (staging / "cry.pt").write_bytes(weights)
     (staging / "cry.json").write_text(json.dumps(provenance, indent=1))
     staging.rename(model_dir / str(number))
