@@ -81,7 +81,8 @@ def args_with(parameters: dict[str, str]) -> dict[str, str]:
 
 def test_import_does_not_need_the_stub_module() -> None:
     code = "import sys, tessera.runtime.triton_python; assert 'triton_python_backend_utils' not in sys.modules"
-    subprocess.run([sys.executable, "-c", code], check=True)
+    result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
 
 
 def test_parameters_typed_reads_and_defaults() -> None:
