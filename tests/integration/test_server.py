@@ -270,6 +270,31 @@ async def test_drain_ends_open_streams_with_draining_after_the_capability_delive
         await srv.server.stop(0)
 
 
+async def test_a_stream_opened_once_the_drain_has_begun_is_refused_before_its_handler_runs() -> None:
+    """NOT_SERVING (not DRAINING): the client knows nothing it sent was read, so it resends everything elsewhere."""
+    from tessera.runtime.rpc_client import RpcCallError
+
+    srv = await _start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{srv.port}") as channel:
+            ticks = channel.unary_stream(f"/{SERVICE}/Ticks")(b"before")
+            assert await ticks.read() == b"tick"
+            srv.draining.set()  # what drain() does once the capability has delivered what was in flight
+            late = channel.unary_stream(f"/{SERVICE}/Ticks")(b"late")
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await late.read()
+            error = RpcCallError.from_rpc("Ticks", caught.value, 1)
+            assert error.code == grpc.StatusCode.UNAVAILABLE and error.reason == "NOT_SERVING", error
+            assert "reconnect" in error.message
+            with pytest.raises(grpc.aio.AioRpcError) as ended:  # the open stream ends as DRAINING instead
+                while True:
+                    await ticks.read()
+            assert RpcCallError.from_rpc("Ticks", ended.value, 1).reason == "DRAINING"
+            assert "ticks:late" not in CLEANED_UP  # its handler never started
+    finally:
+        await srv.server.stop(0)
+
+
 async def test_a_stream_cancelled_by_its_client_runs_the_handlers_cleanup(server: TesseraServer) -> None:
     """The drain wrapper must not keep a cancelled handler alive: its finally (a participant leaving) runs now."""
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
