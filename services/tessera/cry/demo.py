@@ -36,6 +36,7 @@ async def _federate(address: str, repository: Path, triton_http_url: str) -> Non
         rounds=3,
         families=6,
         reset_adapters=False,
+        lr=0.002,  # fine-tuning adapters that are already trained: gentler than the from-scratch default
         model_repository=repository,
         triton_http_url=triton_http_url,
     )
