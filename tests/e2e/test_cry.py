@@ -12,14 +12,13 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+from tests.e2e.cry_service import running_cry
 
 from tessera.common.v1 import common_pb2
 from tessera.cry import corpus
 from tessera.cry.client import CryClient, CryError, pcm_chunk
 from tessera.cry.v1 import cry_pb2 as pb
 from tessera.cry.vocalisation import RATE, REASONS
-from tessera.runtime import service
-from tessera.runtime.config import ServerSettings
 from tessera.runtime.processes import TritonServer
 
 FAMILY = corpus.make_family(7000, 99, corpus.EVAL_BACKGROUNDS)  # never trained on: new voice, room, microphone
@@ -32,21 +31,9 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 async def client(triton_server: TritonServer, media: Path) -> AsyncIterator[CryClient]:
-    settings = ServerSettings(port=0, triton_url=triton_server.grpc_url, media_roots=[media])
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("TESSERA_CRY_STREAM_IDLE_TIMEOUT_S", "1")
-        env.setenv("TESSERA_CRY_MAX_CLIP_S", "60")
-        capability, server = await service.start("cry", settings)
-    async with CryClient.connect(f"127.0.0.1:{server.port}", timeout_s=60) as cry:
-        for _ in range(600):  # SERVING once Triton has the model and its operating point was read
-            try:
-                await cry.get_model()
-                break
-            except CryError:
-                await asyncio.sleep(0.2)
+    env = {"TESSERA_CRY_STREAM_IDLE_TIMEOUT_S": "1", "TESSERA_CRY_MAX_CLIP_S": "60"}
+    async with running_cry(triton_server.grpc_url, media, env) as cry:
         yield cry
-    await server.server.stop(0)
-    await capability.close()
 
 
 def _wav(samples: np.ndarray, rate: int) -> bytes:

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.e2e.cry_service import running_cry
 
 from tessera.cry import corpus
-from tessera.cry.client import CryClient, CryError
+from tessera.cry.client import CryClient
 from tessera.cry.fl import simulation
 from tessera.cry.fl.settings import CLASSIFIER, FederationSettings
 from tessera.cry.vocalisation import RATE
-from tessera.runtime import config, service
-from tessera.runtime.config import ServerSettings
+from tessera.runtime import config
 from tessera.runtime.model_repository import build
 from tessera.runtime.processes import TritonServer, start_triton
 
@@ -36,19 +36,8 @@ def cry_triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Trito
 async def client(
     cry_triton: tuple[TritonServer, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[CryClient]:
-    triton, _ = cry_triton
-    settings = ServerSettings(port=0, triton_url=triton.grpc_url, media_roots=[tmp_path_factory.mktemp("media")])
-    capability, server = await service.start("cry", settings)
-    async with CryClient.connect(f"127.0.0.1:{server.port}", timeout_s=60) as cry:
-        for _ in range(600):
-            try:
-                await cry.get_model()
-                break
-            except CryError:
-                await asyncio.sleep(0.2)
+    async with running_cry(cry_triton[0].grpc_url, tmp_path_factory.mktemp("media")) as cry:
         yield cry
-    await server.server.stop(0)
-    await capability.close()
 
 
 async def test_a_finished_round_is_served_without_a_restart(
