@@ -486,6 +486,21 @@ async def run(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
     }
 
 
+def keep_heldout(result: dict[str, Any], text: str, previous: Path) -> str:
+    """The held-out figures (benchmarks/monitoring/heldout.py) of the previous results carried into these, until
+    that benchmark reruns; returns the Markdown with their section."""
+    if not previous.exists():
+        return text
+    kept = json.loads(previous.read_text())
+    if "heldout" not in kept:
+        return text
+    from heldout import markdown as heldout_markdown  # benchmarks/monitoring/heldout.py, beside this file
+
+    result["false_alarms_per_hour"] = kept["heldout"]["fusion"]["false_alarms_per_hour"]
+    result["heldout"] = kept["heldout"]
+    return text.rstrip("\n") + "\n\n" + heldout_markdown(kept["heldout"])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -496,8 +511,9 @@ def main() -> int:
     out_dir = args.out or (Path(tempfile.mkdtemp(prefix="monitoring-quick-")) if args.quick else RESULTS)
     result = asyncio.run(run(args, out_dir))
     out_dir.mkdir(parents=True, exist_ok=True)
+    text = keep_heldout(result, markdown(result), out_dir / "monitoring.json")
     (out_dir / "monitoring.json").write_text(json.dumps(result, indent=1) + "\n")
-    (out_dir / "monitoring.md").write_text(markdown(result))
+    (out_dir / "monitoring.md").write_text(text)
     print(markdown(result))
     print(f"-> {out_dir / 'monitoring.json'}")
     return 0

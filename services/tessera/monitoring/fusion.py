@@ -9,10 +9,13 @@ other rules that fired on the same evidence merged into it. Policies:
 - AUDIO_ONLY / VIDEO_ONLY: the sound rules / the object rules alone (single-modality baselines).
 
 One event, one alert: ``Cooldown`` keeps the room's open alert for the room's cooldown after its evidence. Within
-it a rule that fires again adds nothing, and a rule that was not yet part of the alert is merged into it: ``decide``
+it a rule that keeps firing adds nothing, and a rule that was not yet part of the alert is merged into it: ``decide``
 returns a ``Merge`` (the alert's next revision with the new findings), which the caller re-publishes under the same
-alert id. Its state can be rebuilt from past alerts, which is how a restarted fusion worker neither re-alerts an
-event it already reported nor numbers a revision twice. Cooldown and alert ids use the evidence's wall-clock time
+alert id. A rule of the alert that had gone quiet for ``REARM_MS`` and fires again is a new occurrence (a second
+anomaly close to the first: a crash, then an alarm, both only seen by the learned score) and joins the alert again
+as a new finding, so a second event inside the cooldown is published rather than swallowed. Its state can be
+rebuilt from past alerts, which is how a restarted fusion worker neither re-alerts an event it already reported nor
+numbers a revision twice. Cooldown and alert ids use the evidence's wall-clock time
 (the stream's start + stream time), so a reconnected stream, whose stream time starts again at 0, neither hides a new
 alert behind an old one nor reuses an old alert's id.
 """
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 import numpy as np
@@ -30,6 +33,7 @@ from tessera.monitoring.evidence import AudioObs, Box, Context
 from tessera.monitoring.rules import ObjectRule, RoomRules, SoundRule, SoundRuleMode, Zone
 
 MODEL_RULE_ID = "av_fusion"
+REARM_MS = 3000  # a rule quiet this long (evidence time) that fires again within the cooldown is a new occurrence
 _SOUNDS_IN_EVIDENCE = 3
 
 
@@ -127,6 +131,7 @@ class OpenAlert:
     at_ms: int  # wall clock of the alert's evidence, ms since the epoch
     revision: int
     rule_ids: set[str]
+    last_fired: dict[str, int] = field(default_factory=dict)  # rule id -> wall clock of its latest firing
 
 
 @dataclass
@@ -141,7 +146,18 @@ class Cooldown:
         return self.open is not None and abs(at_ms - self.open.at_ms) < cooldown_ms
 
     def opened(self, alert_id: str, at_ms: int, rule_ids: Sequence[str]) -> None:
-        self.open = OpenAlert(alert_id, at_ms, 0, set(rule_ids))
+        self.open = OpenAlert(alert_id, at_ms, 0, set(rule_ids), dict.fromkeys(rule_ids, at_ms))
+
+    def rearmed(self, rule_id: str, at_ms: int, rearm_ms: int = REARM_MS) -> bool:
+        """Whether ``rule_id``, already part of the open alert, had been quiet for ``rearm_ms`` before ``at_ms``."""
+        assert self.open is not None
+        last = self.open.last_fired.get(rule_id)
+        return last is not None and at_ms - last >= rearm_ms
+
+    def fired(self, rule_ids: Sequence[str], at_ms: int) -> None:
+        assert self.open is not None
+        for rule_id in rule_ids:
+            self.open.last_fired[rule_id] = max(at_ms, self.open.last_fired.get(rule_id, at_ms))
 
     def merged(self, rule_ids: Sequence[str]) -> int:
         """Adds rules to the open alert; returns its new revision."""
@@ -153,6 +169,8 @@ class Cooldown:
     def restore(self, alerts: Sequence[tuple[str, int, int, Sequence[str]]]) -> None:
         """Rebuild from past alerts: (alert id, revision, evidence time, rule ids fired) in publication order."""
         for alert, revision, at_ms, rule_ids in alerts:
+            # When a restored rule last fired is unknown (redelivered evidence may still hold it): it re-arms only
+            # after it has been seen firing again and then quiet for the re-arm time.
             if self.open is None or (alert != self.open.alert_id and at_ms >= self.open.at_ms):
                 self.open = OpenAlert(alert, at_ms, revision, set(rule_ids))
             elif alert == self.open.alert_id and revision >= self.open.revision:
@@ -297,7 +315,12 @@ def decide(
     at = wall_clock_ms  # the evidence's wall clock decides which alert it belongs to
     if cooldown.covers(at, rules.cooldown_ms):
         assert cooldown.open is not None
-        joining = {c.rule_id: c for c in sorted(firing, key=_rank) if c.rule_id not in cooldown.open.rule_ids}
+        joining = {
+            c.rule_id: c
+            for c in sorted(firing, key=_rank)
+            if c.rule_id not in cooldown.open.rule_ids or cooldown.rearmed(c.rule_id, at)
+        }
+        cooldown.fired([c.rule_id for c in firing], at)
         cooldown.suppressed += len(firing) - len(joining)
         if not joining:
             return None

@@ -6,6 +6,7 @@ import pytest
 from tessera.monitoring.evidence import AudioObs, Box, Context, FrameObs
 from tessera.monitoring.fusion import (
     MODEL_RULE_ID,
+    REARM_MS,
     AlertDecision,
     Cooldown,
     Merge,
@@ -216,3 +217,30 @@ def test_alert_ids_are_stable() -> None:
     decision = run(Context(2000, (frame(2000, PERSON_AT_DOOR),), ()), rules())
     assert decision.alert_id == alert_id("r", "no-person", NOON + 2000)  # type: ignore[attr-defined]
     assert decision.window == (2000, 2000) and decision.model_score == pytest.approx(0.0)  # type: ignore[attr-defined]
+
+
+def test_a_rule_quiet_for_the_rearm_time_that_fires_again_joins_the_alert_as_a_new_occurrence() -> None:
+    """Two anomalies 4 s apart inside a 10 s cooldown, both seen by the same rule: the second is published."""
+    room = rules(cooldown_ms=10_000)
+    cooldown = Cooldown()
+    first = _at(room, cooldown, 1000, 0.0)
+    assert isinstance(first, AlertDecision) and first.rule_id == "no-person"
+    for t in range(1200, 2200, 200):  # the same event keeps firing: nothing new
+        assert _at(room, cooldown, t, 0.0) is None
+    assert _at(room, cooldown, 2000 + REARM_MS - 200, 0.0, person=False) is None  # quiet evidence fires nothing
+    again = _at(room, cooldown, 2000 + REARM_MS + 200, 0.0)  # quiet since 2000 for more than REARM_MS
+    assert isinstance(again, Merge) and again.alert_id == first.alert_id and again.revision == 1
+    assert [(c.rule_id, c.event_time_ms) for c in again.findings] == [("no-person", 2000 + REARM_MS + 200)]
+    assert _at(room, cooldown, 2000 + REARM_MS + 400, 0.0) is None  # and is then part of the alert again
+    assert revised(first, again).merged_rule_ids == ("no-person",)
+
+
+def test_a_restored_rule_re_arms_only_after_it_was_seen_quiet() -> None:
+    """After a restart the redelivered evidence of the same event must not look like a second occurrence."""
+    room = rules(cooldown_ms=10_000)
+    restored = Cooldown()
+    restored.restore([("alert-1", 0, NOON + 1000, ["no-person"])])
+    assert _at(room, restored, 1000 + REARM_MS + 1000, 0.0) is None  # redelivered: last firing unknown, adds nothing
+    assert _at(room, restored, 1000 + REARM_MS + 1200, 0.0) is None
+    again = _at(room, restored, 1000 + 2 * REARM_MS + 1400, 0.0)  # seen quiet for REARM_MS since: a new occurrence
+    assert isinstance(again, Merge) and (again.alert_id, again.revision) == ("alert-1", 1)
