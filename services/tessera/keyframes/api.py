@@ -10,7 +10,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import grpc
 import numpy as np
@@ -40,7 +40,9 @@ class KeyframesSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="TESSERA_KEYFRAMES_", extra="ignore")
 
-    model_name: str = "frame_relevance"
+    model_name: str = "frame_relevance"  # the detector scorer (SCORER_DETECTOR)
+    open_vocabulary_model_name: str = "frame_relevance_open"  # SCORER_OPEN_VOCABULARY
+    default_scorer: Literal["open_vocabulary", "detector"] = "open_vocabulary"  # what SCORER_UNSPECIFIED gets
     inline_max_bytes: int = Field(64 * 1024 * 1024, ge=1)
     max_duration_s: float = Field(4 * 3600, gt=0)
     max_sampling_fps: float = Field(10.0, gt=0)
@@ -57,6 +59,7 @@ _STRATEGIES = {
     pb.STRATEGY_FOCUS: pipeline.Strategy.FOCUS,
     pb.STRATEGY_UNSPECIFIED: pipeline.Strategy.FOCUS,  # FOCUS is the service's reason to exist
 }
+_SCORERS = {"open_vocabulary": pb.SCORER_OPEN_VOCABULARY, "detector": pb.SCORER_DETECTOR}
 _TO_PROTO = {value: key for key, value in _STRATEGIES.items() if key != pb.STRATEGY_UNSPECIFIED}
 _FOCUS_FIELDS = (
     "arm_seconds",
@@ -94,6 +97,7 @@ class _Request:
     strategy: pipeline.Strategy
     fps: float
     focus: FocusParams
+    scorer: int  # pb.Scorer, resolved (never UNSPECIFIED)
 
 
 def focus_params(options: pb.FocusOptions) -> FocusParams:
@@ -161,7 +165,15 @@ class KeyframeServicer(pb_grpc.KeyframeServiceServicer):
         fps = request.sampling_fps or 1.0
         if not math.isfinite(fps) or fps <= 0 or fps > self.own.max_sampling_fps:
             raise InvalidArgument(f"must be in (0, {self.own.max_sampling_fps}] Hz", field="sampling_fps")
-        return _Request(video, key, query, request.k, _STRATEGIES[request.strategy], fps, focus_params(request.focus))
+        scorer = request.scorer or _SCORERS[self.own.default_scorer]
+        if scorer not in _SCORERS.values():
+            raise InvalidArgument(f"unknown scorer {request.scorer}", field="scorer")
+        return _Request(
+            video, key, query, request.k, _STRATEGIES[request.strategy], fps, focus_params(request.focus), scorer
+        )
+
+    def _model(self, scorer: int) -> str:
+        return self.own.model_name if scorer == pb.SCORER_DETECTOR else self.own.open_vocabulary_model_name
 
     async def _select(
         self, request: pb.SelectKeyframesRequest, progress: pipeline.ProgressCallback | None
@@ -198,7 +210,7 @@ class KeyframeServicer(pb_grpc.KeyframeServiceServicer):
                 k=parsed.k,
                 query=parsed.query,
                 source=source,
-                scorer=TritonScorer(self.triton, self.own.model_name),
+                scorer=TritonScorer(self.triton, self._model(parsed.scorer)),
                 focus_params=parsed.focus,
                 batch_size=self.own.score_batch,
                 progress=progress,
@@ -210,6 +222,7 @@ class KeyframeServicer(pb_grpc.KeyframeServiceServicer):
         phases = {"probe": probe_ms, **selection.phases_ms}
         return pb.SelectKeyframesResponse(
             strategy=_TO_PROTO[parsed.strategy],
+            scorer=parsed.scorer,  # type: ignore[arg-type]
             frames=[
                 pb.SelectedFrame(index=i, timestamp_ms=source.timestamp_ms(i), score=s, scored=i in selection.scores)
                 for i, s in zip(selection.indices, selection.selected_scores, strict=True)
@@ -297,5 +310,5 @@ async def create(settings: config.ServerSettings) -> Capability:
         name="keyframes",
         services=[ServiceRegistration(SERVICE_NAME, pb_grpc.add_KeyframeServiceServicer_to_server, servicer)],
         on_close=[triton.close],
-        on_start=[serving_when_models_ready(triton, SERVICE_NAME, [own.model_name])],
+        on_start=[serving_when_models_ready(triton, SERVICE_NAME, [own.model_name, own.open_vocabulary_model_name])],
     )

@@ -58,6 +58,7 @@ def selection_request(
     strategy: pb.Strategy.ValueType = pb.STRATEGY_FOCUS,
     sampling_fps: float = 0.0,
     focus: pb.FocusOptions | None = None,
+    scorer: pb.Scorer.ValueType = pb.SCORER_UNSPECIFIED,
 ) -> pb.SelectKeyframesRequest:
     """The request the select calls send; the server checks every bound and names the field it rejects."""
     source = (
@@ -66,7 +67,7 @@ def selection_request(
         else common_pb2.MediaSource(uri=str(video))
     )
     return pb.SelectKeyframesRequest(
-        video=source, query=query, k=k, strategy=strategy, sampling_fps=sampling_fps, focus=focus
+        video=source, query=query, k=k, strategy=strategy, sampling_fps=sampling_fps, focus=focus, scorer=scorer
     )
 
 
@@ -114,11 +115,14 @@ class KeyframesClient(ServiceClient):
         strategy: pb.Strategy.ValueType = pb.STRATEGY_FOCUS,
         sampling_fps: float = 0.0,
         focus: pb.FocusOptions | None = None,
+        scorer: pb.Scorer.ValueType = pb.SCORER_UNSPECIFIED,
         timeout_s: float | None = None,
         on_progress: Callable[[pb.Progress], None] | None = None,
     ) -> pb.SelectKeyframesResponse:
         """``k`` frames of ``video`` for ``query``, sorted by time; with ``on_progress``, over the streaming RPC."""
-        request = selection_request(video, query, k, strategy=strategy, sampling_fps=sampling_fps, focus=focus)
+        request = selection_request(
+            video, query, k, strategy=strategy, sampling_fps=sampling_fps, focus=focus, scorer=scorer
+        )
         if on_progress is None:
             return await self._unary("SelectKeyframes", self.stub.SelectKeyframes, request, timeout_s)
         # aclosing: leaving at the result must end the stream's call now, not when the generator is collected.
@@ -139,6 +143,7 @@ class KeyframesClient(ServiceClient):
         strategy: pb.Strategy.ValueType = pb.STRATEGY_FOCUS,
         sampling_fps: float = 0.0,
         focus: pb.FocusOptions | None = None,
+        scorer: pb.Scorer.ValueType = pb.SCORER_UNSPECIFIED,
         timeout_s: float | None = None,
     ) -> AsyncGenerator[pb.Progress | pb.SelectKeyframesResponse, None]:
         """``Progress`` events, then the ``SelectKeyframesResponse`` as the last item.
@@ -146,7 +151,9 @@ class KeyframesClient(ServiceClient):
         UNAVAILABLE is retried only before the first event arrives: a retry after that would replay progress the
         caller has already seen.
         """
-        request = selection_request(video, query, k, strategy=strategy, sampling_fps=sampling_fps, focus=focus)
+        request = selection_request(
+            video, query, k, strategy=strategy, sampling_fps=sampling_fps, focus=focus, scorer=scorer
+        )
         async with contextlib.aclosing(self._stream(request, timeout_s)) as events:
             async for event in events:
                 yield event

@@ -161,3 +161,47 @@ def aggregate(scores: Sequence[KfsScores]) -> dict[str, float]:
         "bds": float(np.mean([s.bds for s in scores])),
         "ukss": dataset_score([s.ukss for s in scores]),
     }
+
+
+def oracle_timestamps(scenes: Sequence[Scene], k: int, fps: float, duration_s: float) -> list[float]:
+    """What a selector that knows the ground truth picks: ``k`` grid frames inside the scenes, shared out by scene
+    length (largest remainder, at least one per scene while ``k`` allows), evenly spaced within each scene.
+
+    Its UKSS is the ceiling a scorer+sampler is measured against (KFR 1, every scene hit in its length share).
+    Timestamps lie on the ``fps`` grid below ``duration_s`` and inside the annotated (unextended) segments.
+    """
+    if k <= 0 or fps <= 0:
+        raise ValueError("k and fps must be positive")
+    grids = []
+    for scene in scenes:
+        frames = sorted(
+            {
+                i
+                for start, end in scene.segments
+                for i in range(math.ceil(start * fps), math.floor(min(end, duration_s) * fps) + 1)
+                if i / fps < duration_s
+            }
+        )
+        grids.append(frames)
+    lens = np.array([len(g) for g in grids], dtype=np.float64)
+    usable = [i for i, g in enumerate(grids) if g]
+    if not usable:
+        return []
+    budget = min(k, int(lens.sum()))
+    share = np.zeros(len(grids))
+    share[usable] = lens[usable] / lens[usable].sum() * budget
+    counts = np.floor(share).astype(int)
+    if budget >= len(usable):
+        counts[usable] = np.maximum(counts[usable], 1)
+    for i in np.argsort(-(share - np.floor(share))):
+        if counts.sum() >= budget:
+            break
+        if counts[i] < lens[i] and i in usable:
+            counts[i] += 1
+    while counts.sum() > budget:  # the "at least one" floor can overshoot: take back from the largest
+        counts[int(np.argmax(counts))] -= 1
+    picked: set[int] = set()
+    for grid, wanted in zip(grids, counts, strict=True):
+        count = min(int(wanted), len(grid))
+        picked.update(grid[((2 * j + 1) * len(grid)) // (2 * count)] for j in range(count))
+    return [i / fps for i in sorted(picked)]

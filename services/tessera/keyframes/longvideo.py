@@ -99,11 +99,20 @@ OBJECT_LABELS = frozenset(
     }
 )
 QUESTION_TEMPLATES = (
-    "When does a {label} appear in the video?",
-    "Show me the moments with a {label}.",
+    "When does {a_label} appear in the video?",
+    "Show me the moments with {a_label}.",
     "What is the {label} doing?",
-    "Find every scene that contains a {label}.",
+    "Find every scene that contains {a_label}.",
 )
+
+
+def with_article(label: str) -> str:
+    """``astronaut`` -> ``an astronaut``; ``cup`` -> ``a cup`` (by the first letter, which fits every label here)."""
+    return f"{'an' if label[:1].lower() in 'aeiou' else 'a'} {label}"
+
+
+def question_text(template: str, label: str) -> str:
+    return template.format(label=label, a_label=with_article(label))
 
 
 @dataclass
@@ -207,33 +216,63 @@ def plan_timeline(
     min_scene_s: float = 8.0,
     max_scene_s: float = 90.0,
     target_scenes: tuple[int, int] = (2, 5),
+    max_target_scene_s: float = 45.0,
 ) -> list[SceneSpan]:
-    """A timeline where each target label shows in a few scenes and the rest is distractors without it."""
+    """A timeline where each target label shows in a few short scenes and the rest is distractors without it.
+
+    Every target scene drawn is on the timeline (the ground truth never loses a scene): their lengths are drawn
+    first, distractor scenes fill the rest of ``duration_s`` (the last one cut to fit), and the target scenes are
+    inserted at random places between distractors. Raises ValueError when the targets alone would not fit.
+    """
     distractors = [s for s in sources if not set(s.labels) & set(targets)]
-    placed: list[Source] = []
+    if not distractors:
+        raise ValueError("every source shows a target label: no distractor scenes")
+    placed: list[tuple[Source, float]] = []
+    # A short video gets fewer target scenes (on average at most a third of it shows targets), never cut ones.
+    mean_target_s = (min_scene_s + max_target_scene_s) / 2
+    most = max(1, min(target_scenes[1], int(duration_s / 3 / (max(1, len(targets)) * mean_target_s))))
+    fewest = min(target_scenes[0], most)
     for label in targets:
         holders = [s for s in sources if label in s.labels]
-        count = int(rng.integers(target_scenes[0], target_scenes[1] + 1))
-        placed += [holders[int(rng.integers(len(holders)))] for _ in range(count)]
+        if not holders:
+            raise ValueError(f"no source shows {label!r}")
+        count = int(rng.integers(fewest, most + 1))
+        for _ in range(count):
+            length = float(rng.uniform(min_scene_s, max_target_scene_s))  # a needle, not the haystack
+            placed.append((holders[int(rng.integers(len(holders)))], length))
+    left = duration_s - math.fsum(length for _, length in placed)
+    if left < min_scene_s * (len(placed) + 1):
+        raise ValueError(f"{len(placed)} target scenes do not fit {duration_s:.0f} s with distractors between them")
+    fill: list[tuple[Source, float]] = []
+    previous = ""
+    while left > 1e-6:
+        pool = [s for s in distractors if s.name != previous] or distractors
+        chosen = pool[int(rng.integers(len(pool)))]
+        length = min(left, float(rng.uniform(min_scene_s, max_scene_s)))
+        fill.append((chosen, length))
+        previous, left = chosen.name, left - length
+    while len(fill) < len(placed):  # more needles than gaps: split the longest distractor scene in two
+        longest = max(range(len(fill)), key=lambda i: fill[i][1])
+        source, length = fill[longest]
+        pool = [s for s in distractors if s.name != source.name] or distractors
+        fill[longest : longest + 1] = [(source, length / 2), (pool[int(rng.integers(len(pool)))], length / 2)]
+    # Each target goes into its own gap between distractors (gaps 1..len(fill)), so two never touch.
+    gaps = sorted(rng.choice(np.arange(1, len(fill) + 1), size=min(len(placed), len(fill)), replace=False))
+    if len(gaps) < len(placed):
+        raise ValueError(f"{len(placed)} target scenes need as many distractor gaps; only {len(fill)}")
+    order = [int(i) for i in rng.permutation(len(placed))]
+    sequence: list[tuple[Source, float]] = []
+    inserts = dict(zip((int(g) for g in gaps), (placed[i] for i in order), strict=True))
+    for n, scene in enumerate(fill, start=1):
+        sequence.append(scene)
+        if n in inserts:
+            sequence.append(inserts[n])
     spans: list[SceneSpan] = []
     t = 0.0
-    slots: list[Source | None] = [None] * max(1, int(duration_s / ((min_scene_s + max_scene_s) / 2)))
-    positions = rng.choice(len(slots), size=min(len(placed), len(slots)), replace=False)
-    for pos, source in zip(positions, placed, strict=False):
-        slots[int(pos)] = source
-    previous = ""
-    while t < duration_s:
-        index = len(spans)
-        chosen = slots[index] if index < len(slots) else None
-        if chosen is None:
-            pool = [s for s in distractors if s.name != previous] or distractors
-            chosen = pool[int(rng.integers(len(pool)))]
-        length = float(rng.uniform(min_scene_s, max_scene_s))
-        if chosen.labels and set(chosen.labels) & set(targets):
-            length = float(rng.uniform(min_scene_s, 45.0))  # target scenes are short: a needle, not the haystack
-        end = min(duration_s, t + length)
-        spans.append(SceneSpan(round(t, 3), round(end, 3), chosen.name, chosen.labels))
-        previous, t = chosen.name, end
+    for n, (source, length) in enumerate(sequence):
+        end = duration_s if n == len(sequence) - 1 else min(duration_s, t + length)
+        spans.append(SceneSpan(round(t, 3), round(end, 3), source.name, source.labels))
+        t += length
     return spans
 
 
@@ -246,7 +285,7 @@ def questions_for(
         if not scenes:
             continue
         template = QUESTION_TEMPLATES[int(rng.integers(len(QUESTION_TEMPLATES)))]
-        out.append(Question(f"{video_id}-q{n}", template.format(label=label), label, scenes))
+        out.append(Question(f"{video_id}-q{n}", question_text(template, label), label, scenes))
     return out
 
 

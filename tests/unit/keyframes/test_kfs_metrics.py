@@ -167,3 +167,25 @@ def test_aggregate_follows_eval_py() -> None:
     assert aggregate([zero, perfect])["ukss"] == pytest.approx(0.1)
     with pytest.raises(ValueError, match="scores"):
         aggregate([])
+
+
+def test_oracle_hits_every_scene_in_its_length_share() -> None:
+    from tessera.keyframes.kfs_metrics import oracle_timestamps
+
+    scenes = [Scene(((10.0, 30.0),)), Scene(((100.0, 103.0),)), Scene(((500.0, 560.0), (600.0, 610.0)))]
+    picked = oracle_timestamps(scenes, 32, 1.0, 3600.0)
+    assert len(picked) == 32 and picked == sorted(set(picked))
+    assert all(float(t).is_integer() for t in picked)  # on the 1 fps grid
+    scores = score_selection(picked, scenes)
+    assert scores.kfr == 1.0 and scores.bsr == 1.0 and scores.ukss > 0.99
+    assert scores.hits_per_scene[1] >= 1  # the short scene is not starved
+
+
+def test_oracle_with_fewer_frames_than_asked_takes_them_all() -> None:
+    from tessera.keyframes.kfs_metrics import oracle_timestamps
+
+    scenes = [Scene(((5.0, 7.0),))]
+    assert oracle_timestamps(scenes, 32, 1.0, 60.0) == [5.0, 6.0, 7.0]
+    assert oracle_timestamps([Scene(((70.0, 80.0),))], 4, 1.0, 60.0) == []  # scene past the end
+    with pytest.raises(ValueError):
+        oracle_timestamps(scenes, 0, 1.0, 60.0)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from tessera.common.v1 import common_pb2 as tessera_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$tessera/keyframes/v1/keyframes.proto\x12\x14tessera.keyframes.v1\x1a\x1etessera/common/v1/common.proto\"\xf5\x03\n\x0c\x46ocusOptions\x12\x35\n\x08schedule\x18\x01 \x01(\x0e\x32#.tessera.keyframes.v1.FocusSchedule\x12\x18\n\x0b\x61rm_seconds\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x15\n\x08min_arms\x18\x03 \x01(\rH\x01\x88\x01\x01\x12!\n\x14\x63oarse_extra_samples\x18\x04 \x01(\rH\x02\x88\x01\x01\x12\x17\n\nzoom_ratio\x18\x05 \x01(\x01H\x03\x88\x01\x01\x12\x1a\n\rfine_stride_s\x18\x06 \x01(\x01H\x04\x88\x01\x01\x12\"\n\x15score_budget_fraction\x18\x07 \x01(\x01H\x05\x88\x01\x01\x12\x16\n\ttop_ratio\x18\x08 \x01(\x01H\x06\x88\x01\x01\x12\x18\n\x0btemperature\x18\t \x01(\x01H\x07\x88\x01\x01\x12\x16\n\tmin_gap_s\x18\n \x01(\x01H\x08\x88\x01\x01\x12\x11\n\x04seed\x18\x0b \x01(\x04H\t\x88\x01\x01\x42\x0e\n\x0c_arm_secondsB\x0b\n\t_min_armsB\x17\n\x15_coarse_extra_samplesB\r\n\x0b_zoom_ratioB\x10\n\x0e_fine_stride_sB\x18\n\x16_score_budget_fractionB\x0c\n\n_top_ratioB\x0e\n\x0c_temperatureB\x0c\n\n_min_gap_sB\x07\n\x05_seed\"\xdc\x01\n\x16SelectKeyframesRequest\x12-\n\x05video\x18\x01 \x01(\x0b\x32\x1e.tessera.common.v1.MediaSource\x12\r\n\x05query\x18\x02 \x01(\t\x12\t\n\x01k\x18\x03 \x01(\r\x12\x30\n\x08strategy\x18\x04 \x01(\x0e\x32\x1e.tessera.keyframes.v1.Strategy\x12\x14\n\x0csampling_fps\x18\x05 \x01(\x01\x12\x31\n\x05\x66ocus\x18\x06 \x01(\x0b\x32\".tessera.keyframes.v1.FocusOptions\"S\n\rSelectedFrame\x12\r\n\x05index\x18\x01 \x01(\r\x12\x14\n\x0ctimestamp_ms\x18\x02 \x01(\x03\x12\r\n\x05score\x18\x03 \x01(\x02\x12\x0e\n\x06scored\x18\x04 \x01(\x08\"1\n\x0bPhaseTiming\x12\r\n\x05phase\x18\x01 \x01(\t\x12\x13\n\x0b\x64uration_ms\x18\x02 \x01(\x01\"\xd2\x01\n\x0eSelectionStats\x12\x16\n\x0e\x66rames_decoded\x18\x01 \x01(\x04\x12\x15\n\rframes_scored\x18\x02 \x01(\x04\x12\x16\n\x0e\x66rames_sampled\x18\x03 \x01(\x04\x12\x17\n\x0fscored_fraction\x18\x04 \x01(\x01\x12\x19\n\x11video_duration_ms\x18\x05 \x01(\x03\x12\x31\n\x06phases\x18\x06 \x03(\x0b\x32!.tessera.keyframes.v1.PhaseTiming\x12\x12\n\ncache_hits\x18\x07 \x01(\x04\"\xb5\x01\n\x17SelectKeyframesResponse\x12\x33\n\x06\x66rames\x18\x01 \x03(\x0b\x32#.tessera.keyframes.v1.SelectedFrame\x12\x33\n\x05stats\x18\x02 \x01(\x0b\x32$.tessera.keyframes.v1.SelectionStats\x12\x30\n\x08strategy\x18\x03 \x01(\x0e\x32\x1e.tessera.keyframes.v1.Strategy\"H\n\x08Progress\x12\r\n\x05phase\x18\x01 \x01(\t\x12\x15\n\rframes_scored\x18\x02 \x01(\x04\x12\x16\n\x0e\x66rames_sampled\x18\x03 \x01(\x04\"\x9d\x01\n\x1dStreamSelectKeyframesResponse\x12\x32\n\x08progress\x18\x01 \x01(\x0b\x32\x1e.tessera.keyframes.v1.ProgressH\x00\x12?\n\x06result\x18\x02 \x01(\x0b\x32-.tessera.keyframes.v1.SelectKeyframesResponseH\x00\x42\x07\n\x05\x65vent\"7\n\x05Scene\x12.\n\x08segments\x18\x01 \x03(\x0b\x32\x1c.tessera.common.v1.TimeRange\"^\n\x18\x45valuateSelectionRequest\x12\x15\n\rtimestamps_ms\x18\x01 \x03(\x03\x12+\n\x06scenes\x18\x02 \x03(\x0b\x32\x1b.tessera.keyframes.v1.Scene\"u\n\x19\x45valuateSelectionResponse\x12\x0b\n\x03kfr\x18\x01 \x01(\x01\x12\x0b\n\x03shr\x18\x02 \x01(\x01\x12\x0b\n\x03\x62sr\x18\x03 \x01(\x01\x12\x0b\n\x03\x62\x64s\x18\x04 \x01(\x01\x12\x0c\n\x04ukss\x18\x05 \x01(\x01\x12\x16\n\x0ehits_per_scene\x18\x06 \x03(\r*m\n\x08Strategy\x12\x18\n\x14STRATEGY_UNSPECIFIED\x10\x00\x12\x14\n\x10STRATEGY_UNIFORM\x10\x01\x12\x1d\n\x19STRATEGY_EXHAUSTIVE_TOP_K\x10\x02\x12\x12\n\x0eSTRATEGY_FOCUS\x10\x03*f\n\rFocusSchedule\x12\x1e\n\x1a\x46OCUS_SCHEDULE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x46OCUS_SCHEDULE_LEAN\x10\x01\x12\x1c\n\x18\x46OCUS_SCHEDULE_PUBLISHED\x10\x02\x32\xf5\x02\n\x0fKeyframeService\x12n\n\x0fSelectKeyframes\x12,.tessera.keyframes.v1.SelectKeyframesRequest\x1a-.tessera.keyframes.v1.SelectKeyframesResponse\x12|\n\x15StreamSelectKeyframes\x12,.tessera.keyframes.v1.SelectKeyframesRequest\x1a\x33.tessera.keyframes.v1.StreamSelectKeyframesResponse0\x01\x12t\n\x11\x45valuateSelection\x12..tessera.keyframes.v1.EvaluateSelectionRequest\x1a/.tessera.keyframes.v1.EvaluateSelectionResponseB\"Z tessera/keyframes/v1;keyframesv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$tessera/keyframes/v1/keyframes.proto\x12\x14tessera.keyframes.v1\x1a\x1etessera/common/v1/common.proto\"\xf5\x03\n\x0c\x46ocusOptions\x12\x35\n\x08schedule\x18\x01 \x01(\x0e\x32#.tessera.keyframes.v1.FocusSchedule\x12\x18\n\x0b\x61rm_seconds\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x15\n\x08min_arms\x18\x03 \x01(\rH\x01\x88\x01\x01\x12!\n\x14\x63oarse_extra_samples\x18\x04 \x01(\rH\x02\x88\x01\x01\x12\x17\n\nzoom_ratio\x18\x05 \x01(\x01H\x03\x88\x01\x01\x12\x1a\n\rfine_stride_s\x18\x06 \x01(\x01H\x04\x88\x01\x01\x12\"\n\x15score_budget_fraction\x18\x07 \x01(\x01H\x05\x88\x01\x01\x12\x16\n\ttop_ratio\x18\x08 \x01(\x01H\x06\x88\x01\x01\x12\x18\n\x0btemperature\x18\t \x01(\x01H\x07\x88\x01\x01\x12\x16\n\tmin_gap_s\x18\n \x01(\x01H\x08\x88\x01\x01\x12\x11\n\x04seed\x18\x0b \x01(\x04H\t\x88\x01\x01\x42\x0e\n\x0c_arm_secondsB\x0b\n\t_min_armsB\x17\n\x15_coarse_extra_samplesB\r\n\x0b_zoom_ratioB\x10\n\x0e_fine_stride_sB\x18\n\x16_score_budget_fractionB\x0c\n\n_top_ratioB\x0e\n\x0c_temperatureB\x0c\n\n_min_gap_sB\x07\n\x05_seed\"\x8a\x02\n\x16SelectKeyframesRequest\x12-\n\x05video\x18\x01 \x01(\x0b\x32\x1e.tessera.common.v1.MediaSource\x12\r\n\x05query\x18\x02 \x01(\t\x12\t\n\x01k\x18\x03 \x01(\r\x12\x30\n\x08strategy\x18\x04 \x01(\x0e\x32\x1e.tessera.keyframes.v1.Strategy\x12\x14\n\x0csampling_fps\x18\x05 \x01(\x01\x12\x31\n\x05\x66ocus\x18\x06 \x01(\x0b\x32\".tessera.keyframes.v1.FocusOptions\x12,\n\x06scorer\x18\x07 \x01(\x0e\x32\x1c.tessera.keyframes.v1.Scorer\"S\n\rSelectedFrame\x12\r\n\x05index\x18\x01 \x01(\r\x12\x14\n\x0ctimestamp_ms\x18\x02 \x01(\x03\x12\r\n\x05score\x18\x03 \x01(\x02\x12\x0e\n\x06scored\x18\x04 \x01(\x08\"1\n\x0bPhaseTiming\x12\r\n\x05phase\x18\x01 \x01(\t\x12\x13\n\x0b\x64uration_ms\x18\x02 \x01(\x01\"\xd2\x01\n\x0eSelectionStats\x12\x16\n\x0e\x66rames_decoded\x18\x01 \x01(\x04\x12\x15\n\rframes_scored\x18\x02 \x01(\x04\x12\x16\n\x0e\x66rames_sampled\x18\x03 \x01(\x04\x12\x17\n\x0fscored_fraction\x18\x04 \x01(\x01\x12\x19\n\x11video_duration_ms\x18\x05 \x01(\x03\x12\x31\n\x06phases\x18\x06 \x03(\x0b\x32!.tessera.keyframes.v1.PhaseTiming\x12\x12\n\ncache_hits\x18\x07 \x01(\x04\"\xe3\x01\n\x17SelectKeyframesResponse\x12\x33\n\x06\x66rames\x18\x01 \x03(\x0b\x32#.tessera.keyframes.v1.SelectedFrame\x12\x33\n\x05stats\x18\x02 \x01(\x0b\x32$.tessera.keyframes.v1.SelectionStats\x12\x30\n\x08strategy\x18\x03 \x01(\x0e\x32\x1e.tessera.keyframes.v1.Strategy\x12,\n\x06scorer\x18\x04 \x01(\x0e\x32\x1c.tessera.keyframes.v1.Scorer\"H\n\x08Progress\x12\r\n\x05phase\x18\x01 \x01(\t\x12\x15\n\rframes_scored\x18\x02 \x01(\x04\x12\x16\n\x0e\x66rames_sampled\x18\x03 \x01(\x04\"\x9d\x01\n\x1dStreamSelectKeyframesResponse\x12\x32\n\x08progress\x18\x01 \x01(\x0b\x32\x1e.tessera.keyframes.v1.ProgressH\x00\x12?\n\x06result\x18\x02 \x01(\x0b\x32-.tessera.keyframes.v1.SelectKeyframesResponseH\x00\x42\x07\n\x05\x65vent\"7\n\x05Scene\x12.\n\x08segments\x18\x01 \x03(\x0b\x32\x1c.tessera.common.v1.TimeRange\"^\n\x18\x45valuateSelectionRequest\x12\x15\n\rtimestamps_ms\x18\x01 \x03(\x03\x12+\n\x06scenes\x18\x02 \x03(\x0b\x32\x1b.tessera.keyframes.v1.Scene\"u\n\x19\x45valuateSelectionResponse\x12\x0b\n\x03kfr\x18\x01 \x01(\x01\x12\x0b\n\x03shr\x18\x02 \x01(\x01\x12\x0b\n\x03\x62sr\x18\x03 \x01(\x01\x12\x0b\n\x03\x62\x64s\x18\x04 \x01(\x01\x12\x0c\n\x04ukss\x18\x05 \x01(\x01\x12\x16\n\x0ehits_per_scene\x18\x06 \x03(\r*m\n\x08Strategy\x12\x18\n\x14STRATEGY_UNSPECIFIED\x10\x00\x12\x14\n\x10STRATEGY_UNIFORM\x10\x01\x12\x1d\n\x19STRATEGY_EXHAUSTIVE_TOP_K\x10\x02\x12\x12\n\x0eSTRATEGY_FOCUS\x10\x03*Q\n\x06Scorer\x12\x16\n\x12SCORER_UNSPECIFIED\x10\x00\x12\x1a\n\x16SCORER_OPEN_VOCABULARY\x10\x01\x12\x13\n\x0fSCORER_DETECTOR\x10\x02*f\n\rFocusSchedule\x12\x1e\n\x1a\x46OCUS_SCHEDULE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x46OCUS_SCHEDULE_LEAN\x10\x01\x12\x1c\n\x18\x46OCUS_SCHEDULE_PUBLISHED\x10\x02\x32\xf5\x02\n\x0fKeyframeService\x12n\n\x0fSelectKeyframes\x12,.tessera.keyframes.v1.SelectKeyframesRequest\x1a-.tessera.keyframes.v1.SelectKeyframesResponse\x12|\n\x15StreamSelectKeyframes\x12,.tessera.keyframes.v1.SelectKeyframesRequest\x1a\x33.tessera.keyframes.v1.StreamSelectKeyframesResponse0\x01\x12t\n\x11\x45valuateSelection\x12..tessera.keyframes.v1.EvaluateSelectionRequest\x1a/.tessera.keyframes.v1.EvaluateSelectionResponseB\"Z tessera/keyframes/v1;keyframesv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,32 +33,34 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tessera.keyframes.v1.keyfra
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z tessera/keyframes/v1;keyframesv1'
-  _globals['_STRATEGY']._serialized_start=1860
-  _globals['_STRATEGY']._serialized_end=1969
-  _globals['_FOCUSSCHEDULE']._serialized_start=1971
-  _globals['_FOCUSSCHEDULE']._serialized_end=2073
+  _globals['_STRATEGY']._serialized_start=1952
+  _globals['_STRATEGY']._serialized_end=2061
+  _globals['_SCORER']._serialized_start=2063
+  _globals['_SCORER']._serialized_end=2144
+  _globals['_FOCUSSCHEDULE']._serialized_start=2146
+  _globals['_FOCUSSCHEDULE']._serialized_end=2248
   _globals['_FOCUSOPTIONS']._serialized_start=95
   _globals['_FOCUSOPTIONS']._serialized_end=596
   _globals['_SELECTKEYFRAMESREQUEST']._serialized_start=599
-  _globals['_SELECTKEYFRAMESREQUEST']._serialized_end=819
-  _globals['_SELECTEDFRAME']._serialized_start=821
-  _globals['_SELECTEDFRAME']._serialized_end=904
-  _globals['_PHASETIMING']._serialized_start=906
-  _globals['_PHASETIMING']._serialized_end=955
-  _globals['_SELECTIONSTATS']._serialized_start=958
-  _globals['_SELECTIONSTATS']._serialized_end=1168
-  _globals['_SELECTKEYFRAMESRESPONSE']._serialized_start=1171
-  _globals['_SELECTKEYFRAMESRESPONSE']._serialized_end=1352
-  _globals['_PROGRESS']._serialized_start=1354
-  _globals['_PROGRESS']._serialized_end=1426
-  _globals['_STREAMSELECTKEYFRAMESRESPONSE']._serialized_start=1429
-  _globals['_STREAMSELECTKEYFRAMESRESPONSE']._serialized_end=1586
-  _globals['_SCENE']._serialized_start=1588
-  _globals['_SCENE']._serialized_end=1643
-  _globals['_EVALUATESELECTIONREQUEST']._serialized_start=1645
-  _globals['_EVALUATESELECTIONREQUEST']._serialized_end=1739
-  _globals['_EVALUATESELECTIONRESPONSE']._serialized_start=1741
-  _globals['_EVALUATESELECTIONRESPONSE']._serialized_end=1858
-  _globals['_KEYFRAMESERVICE']._serialized_start=2076
-  _globals['_KEYFRAMESERVICE']._serialized_end=2449
+  _globals['_SELECTKEYFRAMESREQUEST']._serialized_end=865
+  _globals['_SELECTEDFRAME']._serialized_start=867
+  _globals['_SELECTEDFRAME']._serialized_end=950
+  _globals['_PHASETIMING']._serialized_start=952
+  _globals['_PHASETIMING']._serialized_end=1001
+  _globals['_SELECTIONSTATS']._serialized_start=1004
+  _globals['_SELECTIONSTATS']._serialized_end=1214
+  _globals['_SELECTKEYFRAMESRESPONSE']._serialized_start=1217
+  _globals['_SELECTKEYFRAMESRESPONSE']._serialized_end=1444
+  _globals['_PROGRESS']._serialized_start=1446
+  _globals['_PROGRESS']._serialized_end=1518
+  _globals['_STREAMSELECTKEYFRAMESRESPONSE']._serialized_start=1521
+  _globals['_STREAMSELECTKEYFRAMESRESPONSE']._serialized_end=1678
+  _globals['_SCENE']._serialized_start=1680
+  _globals['_SCENE']._serialized_end=1735
+  _globals['_EVALUATESELECTIONREQUEST']._serialized_start=1737
+  _globals['_EVALUATESELECTIONREQUEST']._serialized_end=1831
+  _globals['_EVALUATESELECTIONRESPONSE']._serialized_start=1833
+  _globals['_EVALUATESELECTIONRESPONSE']._serialized_end=1950
+  _globals['_KEYFRAMESERVICE']._serialized_start=2251
+  _globals['_KEYFRAMESERVICE']._serialized_end=2624
 # @@protoc_insertion_point(module_scope)

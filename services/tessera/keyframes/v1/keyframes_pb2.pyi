@@ -47,6 +47,34 @@ STRATEGY_FOCUS: Strategy.ValueType  # 3
 """The FOCUS bandit: coarse arms, UCB zoom, softmax allocation."""
 Global___Strategy: _TypeAlias = Strategy  # noqa: Y015
 
+class _Scorer:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ScorerEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Scorer.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SCORER_UNSPECIFIED: _Scorer.ValueType  # 0
+    """The service's default: SCORER_OPEN_VOCABULARY unless the deployment sets another."""
+    SCORER_OPEN_VOCABULARY: _Scorer.ValueType  # 1
+    """frame_relevance_open: detector features mapped into MiniLM's text space by a head trained on captioned
+    cut-outs, fused with the COCO detections; sees objects outside COCO's 80 classes.
+    """
+    SCORER_DETECTOR: _Scorer.ValueType  # 2
+    """frame_relevance: COCO-80 detections weighted by the query's MiniLM similarity to each class name."""
+
+class Scorer(_Scorer, metaclass=_ScorerEnumTypeWrapper):
+    """Which model scores a frame's relevance to the query (both keep the frame_relevance contract)."""
+
+SCORER_UNSPECIFIED: Scorer.ValueType  # 0
+"""The service's default: SCORER_OPEN_VOCABULARY unless the deployment sets another."""
+SCORER_OPEN_VOCABULARY: Scorer.ValueType  # 1
+"""frame_relevance_open: detector features mapped into MiniLM's text space by a head trained on captioned
+cut-outs, fused with the COCO detections; sees objects outside COCO's 80 classes.
+"""
+SCORER_DETECTOR: Scorer.ValueType  # 2
+"""frame_relevance: COCO-80 detections weighted by the query's MiniLM similarity to each class name."""
+Global___Scorer: _TypeAlias = Scorer  # noqa: Y015
+
 class _FocusSchedule:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -178,6 +206,7 @@ class SelectKeyframesRequest(_message.Message):
     STRATEGY_FIELD_NUMBER: _builtins.int
     SAMPLING_FPS_FIELD_NUMBER: _builtins.int
     FOCUS_FIELD_NUMBER: _builtins.int
+    SCORER_FIELD_NUMBER: _builtins.int
     query: _builtins.str
     """The text query, 1 to 1000 characters."""
     k: _builtins.int
@@ -185,6 +214,7 @@ class SelectKeyframesRequest(_message.Message):
     strategy: Global___Strategy.ValueType
     sampling_fps: _builtins.float
     """Candidate sampling rate in frames per second (Hz); 0 means 1.0. At most 10."""
+    scorer: Global___Scorer.ValueType
     @_builtins.property
     def video(self) -> _common_pb2.MediaSource:
         """The video: a path/URI under the media roots, or inline bytes (limit stated by the server, default 64 MiB)."""
@@ -200,10 +230,11 @@ class SelectKeyframesRequest(_message.Message):
         strategy: Global___Strategy.ValueType = ...,
         sampling_fps: _builtins.float = ...,
         focus: Global___FocusOptions | None = ...,
+        scorer: Global___Scorer.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["focus", b"focus", "video", b"video"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["focus", b"focus", "k", b"k", "query", b"query", "sampling_fps", b"sampling_fps", "strategy", b"strategy", "video", b"video"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["focus", b"focus", "k", b"k", "query", b"query", "sampling_fps", b"sampling_fps", "scorer", b"scorer", "strategy", b"strategy", "video", b"video"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -316,7 +347,10 @@ class SelectKeyframesResponse(_message.Message):
     FRAMES_FIELD_NUMBER: _builtins.int
     STATS_FIELD_NUMBER: _builtins.int
     STRATEGY_FIELD_NUMBER: _builtins.int
+    SCORER_FIELD_NUMBER: _builtins.int
     strategy: Global___Strategy.ValueType
+    scorer: Global___Scorer.ValueType
+    """The scorer that ran (the default resolved)."""
     @_builtins.property
     def frames(self) -> _containers.RepeatedCompositeFieldContainer[Global___SelectedFrame]:
         """Selected frames sorted by timestamp."""
@@ -329,10 +363,11 @@ class SelectKeyframesResponse(_message.Message):
         frames: _abc.Iterable[Global___SelectedFrame] | None = ...,
         stats: Global___SelectionStats | None = ...,
         strategy: Global___Strategy.ValueType = ...,
+        scorer: Global___Scorer.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["stats", b"stats"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["frames", b"frames", "stats", b"stats", "strategy", b"strategy"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["frames", b"frames", "scorer", b"scorer", "stats", b"stats", "strategy", b"strategy"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
