@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 SCORERS = {
-    "frame_relevance_open": "open vocabulary: yolov3-tiny feature cells mapped into MiniLM space by a head trained on "
-    "captioned cut-outs, fused with the COCO detections",
+    "frame_relevance_open": "open vocabulary: MobileNetV2 ImageNet-1k classes and yolov3-tiny COCO-80 detections, "
+    "each bridged to the query by MiniLM, the higher of the two",
     "frame_relevance": "detector: yolov3-tiny COCO-80 detections weighted by MiniLM query-class similarity",
 }
 

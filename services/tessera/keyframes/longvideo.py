@@ -19,6 +19,9 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+# Part of a generated set's manifest: a cached set made by an older generator is made again.
+GENERATOR_VERSION = 2  # 2: every drawn target scene is kept; "an astronaut"
+
 # Hand labels: what a person sees. Only sources that actually exist on disk are used.
 SKIMAGE_LABELS: dict[str, tuple[str, ...]] = {
     "astronaut": ("person", "astronaut", "flag"),
@@ -360,7 +363,14 @@ def generate(
 ) -> list[VideoSpec]:
     """Generate (or reuse, when the manifest matches) the videos and write ``<out_dir>/manifest.json``."""
     manifest = out_dir / "manifest.json"
-    wanted = {"durations_min": durations_min, "seed": seed, "fps": fps, "size": list(size), "q": questions_per_video}
+    wanted = {
+        "generator": GENERATOR_VERSION,
+        "durations_min": durations_min,
+        "seed": seed,
+        "fps": fps,
+        "size": list(size),
+        "q": questions_per_video,
+    }
     if manifest.exists():
         cached = json.loads(manifest.read_text())
         if cached.get("params") == wanted and all(Path(v["path"]).exists() for v in cached["videos"]):
