@@ -33,6 +33,10 @@ MEDIA_DIR = ROOT / "build" / "media" / "loadtest"  # under the stack's default m
 OPENCV_DOC = ROOT / "build" / "media" / "opencv-doc"
 STRATEGIES = {"UNIFORM": pb.STRATEGY_UNIFORM, "FOCUS": pb.STRATEGY_FOCUS, "EXHAUSTIVE": pb.STRATEGY_EXHAUSTIVE_TOP_K}
 MODEL = "frame_relevance"
+# The service's scorer for this model: the load test and the planner size the detector station (frame_relevance);
+# the open-vocabulary default (frame_relevance_open) runs MobileNetV2 besides the detector, about twice the per-frame
+# cost, and is not sized here yet.
+SCORER = pb.SCORER_DETECTOR
 _A = np.arange(16, dtype=np.float32)
 _B = np.ones(16, dtype=np.float32)
 
@@ -80,6 +84,7 @@ class KeyframesScenario:
             k=k or self.k,
             strategy=self.strategy if strategy is None else strategy,
             focus=pb.FocusOptions(seed=7),
+            scorer=SCORER,
         )
 
     @property
@@ -174,6 +179,7 @@ class OverheadProbe:
             query=self.query,
             k=1,
             strategy=pb.STRATEGY_UNIFORM,
+            scorer=SCORER,
         )
 
     async def service(self) -> None:
