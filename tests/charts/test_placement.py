@@ -122,27 +122,31 @@ def test_per_model_override_beats_the_pool(renders: dict[str, Render]) -> None:
 def test_overlay_patches_the_real_model_config_and_keeps_its_contract(
     renders: dict[str, Render], case: str, tmp_path: Path
 ) -> None:
-    """What the init container does, on the real frame_relevance source folder."""
+    """What the init container does, on the real source folders of both keyframe scorers."""
     source = tmp_path / "models"
-    shutil.copytree(FRAME_RELEVANCE, source / "frame_relevance", ignore=shutil.ignore_patterns("__pycache__"))
+    names = ["frame_relevance", "frame_relevance_open"]
+    for name in names:
+        shutil.copytree(FRAME_RELEVANCE.parent / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
     overlay = _overrides(renders[case], "keyframes")
-    assert apply_overrides.build(source, tmp_path / "served", overlay, "link") == ["frame_relevance"]
-    original = apply_overrides.load_config(source / "frame_relevance" / "config.pbtxt")
-    served = apply_overrides.load_config(tmp_path / "served" / "frame_relevance" / "config.pbtxt")
-    want = overlay["frame_relevance"]
-    assert served.max_batch_size == want["max_batch_size"]
-    assert (
-        served.dynamic_batching.max_queue_delay_microseconds == want["dynamic_batching"]["max_queue_delay_microseconds"]
-    )
-    assert len(served.instance_group) == 1
-    group = served.instance_group[0]
-    assert group.count == want["instance_group"]["count"]
-    assert model_config_pb2.ModelInstanceGroup.Kind.Name(group.kind) == want["instance_group"]["kind"]
-    assert list(served.input) == list(original.input) and list(served.output) == list(original.output)
-    assert served.backend == original.backend and dict(served.parameters) == dict(original.parameters)
-    assert (tmp_path / "served" / "frame_relevance" / "1").resolve() == (source / "frame_relevance" / "1").resolve()
+    assert sorted(apply_overrides.build(source, tmp_path / "served", overlay, "link")) == names
     keyframes = renders[case].values["capabilities"]["keyframes"]["service"]["settings"]
-    assert keyframes["TESSERA_KEYFRAMES_SCORE_BATCH"] <= served.max_batch_size
+    for name in names:
+        original = apply_overrides.load_config(source / name / "config.pbtxt")
+        served = apply_overrides.load_config(tmp_path / "served" / name / "config.pbtxt")
+        want = overlay[name]
+        assert served.max_batch_size == want["max_batch_size"]
+        assert (
+            served.dynamic_batching.max_queue_delay_microseconds
+            == want["dynamic_batching"]["max_queue_delay_microseconds"]
+        )
+        assert len(served.instance_group) == 1
+        group = served.instance_group[0]
+        assert group.count == want["instance_group"]["count"]
+        assert model_config_pb2.ModelInstanceGroup.Kind.Name(group.kind) == want["instance_group"]["kind"]
+        assert list(served.input) == list(original.input) and list(served.output) == list(original.output)
+        assert served.backend == original.backend and dict(served.parameters) == dict(original.parameters)
+        assert (tmp_path / "served" / name / "1").resolve() == (source / name / "1").resolve()
+        assert keyframes["TESSERA_KEYFRAMES_SCORE_BATCH"] <= served.max_batch_size
 
 
 def test_overlay_rejects_what_triton_would_reject(tmp_path: Path) -> None:

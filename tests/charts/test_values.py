@@ -74,16 +74,17 @@ BAD_VALUES: list[tuple[dict[str, str], str]] = [
     ({"capabilities.keyframes.models.gpuMemoryGiB": "20"}, "gpuMemoryGiB=20 does not fit pool t4"),
     (
         {"capabilities.keyframes.models.pool": "rtx4060"},
-        "TESSERA_KEYFRAMES_SCORE_BATCH=32 exceeds max_batch_size 16 of model frame_relevance on pool rtx4060",
+        "TESSERA_KEYFRAMES_SCORE_BATCH=32 exceeds max_batch_size 16 of model frame_relevance_open on pool rtx4060",
     ),
     (
         {"capabilities.keyframes.service.settings.TESSERA_KEYFRAMES_MODEL_NAME": "clip"},
-        "TESSERA_KEYFRAMES_MODEL_NAME=clip is not served by this capability's Triton (models.names: frame_relevance)",
+        "TESSERA_KEYFRAMES_MODEL_NAME=clip is not served by this capability's Triton "
+        "(models.names: frame_relevance_open, frame_relevance)",
     ),
     ({"gpuPools.cpu.triton.instanceKind": "KIND_TPU"}, "gpuPools.cpu.triton.instanceKind must be one of"),
     (
         {"gpuPools.cpu.triton.instanceKind": "KIND_GPU", "capabilities.keyframes.models.pool": "cpu"},
-        "model frame_relevance would run KIND_GPU instances on pool cpu, which has no GPU",
+        "model frame_relevance_open would run KIND_GPU instances on pool cpu, which has no GPU",
     ),
     ({"kserve.deploymentMode": "Knative"}, "kserve.deploymentMode must be one of the following"),
     ({"metrics.serviceMonitor.interval": "30 seconds"}, "metrics.serviceMonitor.interval: Does not match pattern"),
