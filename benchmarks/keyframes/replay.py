@@ -70,7 +70,7 @@ class Recorded:
 
 
 def recording_path(data_dir: Path, fps: float, max_side: int) -> Path:
-    return data_dir / "scores" / f"fps{fps:g}_side{max_side}.npz"
+    return data_dir / "scores" / f"{run.MODEL}_fps{fps:g}_side{max_side}.npz"
 
 
 async def _record(
@@ -110,7 +110,7 @@ def load_or_record(
             return stored
     repo = run.BENCH_BUILD / "model_repository"
     model_repository.build(repo, only=[run.MODEL])
-    triton = run.Triton(repo, run.BENCH_BUILD / "triton")
+    triton = run.Triton(run.BENCH_BUILD)
     server = triton.start()
     try:
         scores = asyncio.run(_record(records, server.grpc_url, fps=fps, max_side=max_side, batch_size=batch_size))
@@ -295,10 +295,45 @@ def analyse(
     }
 
 
+def scorer_summary(
+    records: list[dict[str, Any]], scores: dict[str, NDArray[np.float32]], *, k: int, fps: float, batch_size: int
+) -> dict[str, Any]:
+    """One scorer on the questions, untimed: per question its AUC, exhaustive top-k's and lean FOCUS's UKSS."""
+    per_question = {}
+    exhaustive, lean = [], []
+    for record in records:
+        values = scores[record["question_id"]]
+        best = replay_one(pipeline.Strategy.EXHAUSTIVE_TOP_K, None, values, record, k=k, fps=fps, batch_size=batch_size)
+        focus = replay_one(
+            pipeline.Strategy.FOCUS, FocusParams.lean(), values, record, k=k, fps=fps, batch_size=batch_size
+        )
+        exhaustive.append(best.kfs)
+        lean.append(focus.kfs)
+        per_question[record["question_id"]] = {
+            "auc": auc(record, values, fps),
+            "ukss_exhaustive_top_k": best.kfs.ukss,
+            "ukss_focus": focus.kfs.ukss,
+        }
+    aucs = [q["auc"] for q in per_question.values() if q["auc"] is not None]
+    return {
+        "auc_mean": statistics.fmean(aucs) if aucs else None,
+        "ukss_exhaustive_top_k": kfs_metrics.aggregate(exhaustive)["ukss"],
+        "ukss_focus": kfs_metrics.aggregate(lean)["ukss"],
+        "per_question": per_question,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="replay the smoke run's results")
     parser.add_argument("--results", type=Path, help="results JSON written by run.py (updated in place)")
+    parser.add_argument(
+        "--compare",
+        nargs="*",
+        choices=run.MODELS,
+        default=[],
+        help="other scorers to record and replay on the same questions (AUC, exhaustive and FOCUS UKSS)",
+    )
     args = parser.parse_args(argv)
     bench_set = generate.build_default(args.quick)
     results_path = args.results or (
@@ -306,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     result = json.loads(results_path.read_text())
     cfg = result["config"]
+    run.MODEL = cfg["model"]
     k, fps, max_side, batch_size = cfg["k"], cfg["fps"], cfg["max_side"], cfg["batch_size"]
     wanted = [q["question_id"] for q in result["per_question"]]
     records = [q for q in bench_set.questions if q["question_id"] in wanted]
@@ -314,6 +350,13 @@ def main(argv: list[str] | None = None) -> int:
         q["question_id"]: {name: s["selected_s"] for name, s in q["strategies"].items()} for q in result["per_question"]
     }
     result["replay"] = analyse(records, scores, live, k=k, fps=fps, batch_size=batch_size)
+    scorers = {cfg["model"]: scorer_summary(records, scores, k=k, fps=fps, batch_size=batch_size)}
+    for other in (m for m in args.compare if m != cfg["model"]):
+        run.MODEL = other
+        other_scores = load_or_record(bench_set, records, fps=fps, max_side=max_side, batch_size=batch_size)
+        scorers[other] = scorer_summary(records, other_scores, k=k, fps=fps, batch_size=batch_size)
+    run.MODEL = cfg["model"]
+    result["replay"]["scorers"] = scorers
     results_path.write_text(json.dumps(result, indent=1) + "\n")
     md = results_path.with_suffix(".md")
     md.write_text(report.markdown(result))

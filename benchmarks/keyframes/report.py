@@ -152,6 +152,31 @@ def replay_markdown(replay: dict[str, Any]) -> str:
             f"| {name} | {budget} | {s['ukss_mean']:.3f} | {lo:.3f}-{hi:.3f} | {s['exhaustive_ukss']:.3f} "
             f"| {_fmt(s['ukss_vs_exhaustive_mean'])}x | {s['seeds_reaching_0.9x']}/{len(s['ukss_per_seed'])} |"
         )
+    scorers = replay.get("scorers", {})
+    if len(scorers) > 1:
+        names = list(scorers)
+        lines += [
+            "",
+            "### Scorers on the same questions (replayed, untimed; FOCUS is the lean schedule, seed 0)",
+            "",
+            "| question | " + " | ".join(f"AUC {n} | UKSS exh. {n} | UKSS focus {n}" for n in names) + " |",
+            "|---|" + "---:|" * (3 * len(names)),
+        ]
+        for qid in scorers[names[0]]["per_question"]:
+            cells = []
+            for n in names:
+                q = scorers[n]["per_question"].get(qid, {})
+                cells += [_fmt(q.get("auc"), 2), _fmt(q.get("ukss_exhaustive_top_k")), _fmt(q.get("ukss_focus"))]
+            lines.append(f"| {qid} | " + " | ".join(cells) + " |")
+        cells = []
+        for n in names:
+            s = scorers[n]
+            cells += [
+                f"**{_fmt(s['auc_mean'], 3)}**",
+                f"**{_fmt(s['ukss_exhaustive_top_k'])}**",
+                f"**{_fmt(s['ukss_focus'])}**",
+            ]
+        lines.append("| dataset (AUC: mean; UKSS: KFS-Bench score) | " + " | ".join(cells) + " |")
     lines += [
         "",
         "GT scenes probed: ground-truth scenes with at least one scored frame (coarse pass / all, seed 0).",

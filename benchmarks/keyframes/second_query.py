@@ -1,7 +1,8 @@
 """Second query on the same hour of video (``make bench-keyframes-cache``): what the service's caches save.
 
-A real stack on free ports (tritonserver with ``frame_relevance_open`` and ``frame_relevance``, the keyframes service as its own process), an
-hour-long generated video at 1 fps (3600 candidate frames), and two different text queries through
+A real stack on free ports (tritonserver with ``frame_relevance_open`` and ``frame_relevance``, the keyframes
+service as its own process, scoring with its default, the open-vocabulary scorer), an hour-long generated video at
+1 fps (3600 candidate frames), and two different text queries through
 ``SelectKeyframes``, each with ``EXHAUSTIVE_TOP_K`` (every frame scored: the worst case for a cache) and then
 ``FOCUS``. The first query decodes and detects; a second one finds the thumbnails in the service's cache (YUV 4:2:0,
 an hour fits in the default 512 MiB) and the per-frame detections in the model's cache, and only re-weights them.
@@ -64,7 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     )[0]
     video = Path(spec.path)
     stack = LocalStack.on_free_ports(
-        args.work / "stack", ["keyframes"], models=["frame_relevance_open", "frame_relevance"], media_roots=[video.parent]
+        args.work / "stack",
+        ["keyframes"],
+        models=["frame_relevance_open", "frame_relevance"],
+        media_roots=[video.parent],
     )
     state = stack.start()
     try:
