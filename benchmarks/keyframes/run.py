@@ -482,7 +482,7 @@ class Settings:
     batch_size: int
 
     def key(self) -> str:
-        return f"k{self.k}_fps{self.fps:g}_side{self.max_side}_batch{self.batch_size}"
+        return f"{MODEL}_k{self.k}_fps{self.fps:g}_side{self.max_side}_batch{self.batch_size}"
 
 
 def _run_to_json(run: RunResult) -> dict[str, Any]:
