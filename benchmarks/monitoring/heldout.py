@@ -24,11 +24,9 @@ import json
 import os
 import sys
 import time
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 import torch
 
@@ -36,7 +34,6 @@ from tessera.monitoring import analysis, fusion_net, heldout, scenarios
 from tessera.monitoring.evidence import AudioObs, Box, FrameObs
 from tessera.monitoring.fusion import AlertDecision, Policy
 from tessera.monitoring.training import LocalModels
-from tessera.runtime.audio import MODEL_RATE
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -51,33 +48,8 @@ SECTION = "## Held-out long recordings"
 
 
 def write_mkv(media: heldout.LongClipMedia, path: Path) -> None:
-    """MJPEG at the clip's 5 fps and PCM16 16 kHz mono."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.mkv")
-    with av.open(str(tmp), "w") as container:
-        video = container.add_stream("mjpeg", rate=Fraction(round(heldout.FPS)))
-        video.width, video.height = media.frames[0].shape[1], media.frames[0].shape[0]
-        video.pix_fmt = "yuvj420p"
-        video.options = {"q:v": "3"}
-        audio = container.add_stream("pcm_s16le", rate=MODEL_RATE)
-        audio.layout = "mono"
-        for frame in media.frames:
-            for packet in video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        pcm = (np.clip(media.audio, -1, 1) * 32767).astype(np.int16).reshape(1, -1)
-        chunk = MODEL_RATE // 10
-        for start in range(0, pcm.shape[1], chunk):
-            piece = av.AudioFrame.from_ndarray(
-                np.ascontiguousarray(pcm[:, start : start + chunk]), format="s16", layout="mono"
-            )
-            piece.sample_rate = MODEL_RATE
-            piece.pts = start
-            for packet in audio.encode(piece):
-                container.mux(packet)
-        for stream in (audio, video):
-            for packet in stream.encode(None):
-                container.mux(packet)
-    tmp.replace(path)
+    """MJPEG at the clip's 5 fps and PCM16 16 kHz mono (the scenarios' writer)."""
+    scenarios.write_av(media.frames, heldout.FPS, media.audio, path, heldout.FPS)
 
 
 def save_evidence(path: Path, evidence: analysis.ClipEvidence, object_labels: list[str]) -> None:

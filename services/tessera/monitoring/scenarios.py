@@ -413,22 +413,29 @@ def build(
 
 def write_clip(media: ScenarioMedia, path: Path, fps: float = CLIP_FPS) -> None:
     """An MKV with MJPEG video at ``fps`` (frames repeated from the scenario's rate) and PCM16 16 kHz audio."""
+    write_av(media.frames, media.fps, media.audio, path, fps)
+
+
+def write_av(
+    frames: list[NDArray[np.uint8]], frames_fps: float, sound: NDArray[np.float32], path: Path, fps: float
+) -> None:
+    """RGB frames at ``frames_fps`` (repeated up to ``fps``) and 16 kHz mono audio -> MKV (MJPEG + PCM16)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    repeat = max(1, round(fps / media.fps))
+    repeat = max(1, round(fps / frames_fps))
     tmp = path.with_suffix(".tmp.mkv")
     with av.open(str(tmp), "w") as container:
         video = container.add_stream("mjpeg", rate=Fraction(round(fps)))
-        video.width, video.height = media.frames[0].shape[1], media.frames[0].shape[0]
+        video.width, video.height = frames[0].shape[1], frames[0].shape[0]
         video.pix_fmt = "yuvj420p"
         video.options = {"q:v": "3"}
         audio = container.add_stream("pcm_s16le", rate=MODEL_RATE)
         audio.layout = "mono"
-        for frame in media.frames:
+        for frame in frames:
             image = av.VideoFrame.from_ndarray(frame, format="rgb24")
             for _ in range(repeat):
                 for packet in video.encode(image):
                     container.mux(packet)
-        pcm = (np.clip(media.audio, -1, 1) * 32767).astype(np.int16).reshape(1, -1)
+        pcm = (np.clip(sound, -1, 1) * 32767).astype(np.int16).reshape(1, -1)
         chunk = MODEL_RATE // 10
         for start in range(0, pcm.shape[1], chunk):
             piece = av.AudioFrame.from_ndarray(
