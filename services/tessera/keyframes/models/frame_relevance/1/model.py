@@ -8,7 +8,6 @@ the same video only re-weights cached class confidences.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import OrderedDict
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from tessera.keyframes.feature_cache import FeatureCache
 from tessera.keyframes.relevance import class_confidence, class_weights, frame_scores
 from tessera.runtime.triton_python import ModelParameters, TritonModel, input_array, input_texts, model_threads
 
@@ -41,7 +41,7 @@ class TritonPythonModel(TritonModel):
         self.encoder = SentenceTransformer(str(HERE / "minilm"), device="cpu")
         prompts = [f"a photo of a {name}" for name in self.classes]
         self.class_vectors = self.encoder.encode(prompts, normalize_embeddings=True, convert_to_numpy=True)
-        self.cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self.cache: FeatureCache[np.ndarray] = FeatureCache(self.cache_entries)
         self.query_weights: OrderedDict[str, np.ndarray] = OrderedDict()
 
     def _weights(self, query: str) -> np.ndarray:
@@ -53,16 +53,11 @@ class TritonPythonModel(TritonModel):
         return self.query_weights[query]
 
     def _confidences(self, frames: np.ndarray, use_cache: bool) -> np.ndarray:
-        keys = [hashlib.blake2b(frame.tobytes(), digest_size=16).digest() for frame in frames]
+        keys = self.cache.keys(frames)
         out = np.zeros((len(frames), len(self.classes)), dtype=np.float32)
-        todo = []
-        for i, key in enumerate(keys):
-            hit = self.cache.get(key) if use_cache else None
-            if hit is None:
-                todo.append(i)
-            else:
-                self.cache.move_to_end(key)
-                out[i] = hit
+        hits, todo = self.cache.lookup(keys, use_cache)
+        for i, hit in hits.items():
+            out[i] = hit
         if todo:
             blob = cv2.dnn.blobFromImages(
                 [frames[i] for i in todo], 1 / 255.0, (self.input_px, self.input_px), swapRB=False, crop=False
@@ -73,9 +68,7 @@ class TritonPythonModel(TritonModel):
                 detections = np.concatenate([head[row] if head.ndim == 3 else head for head in heads])
                 out[i] = class_confidence(detections, len(self.classes))
                 if use_cache:  # a caller that opted out must not evict what others rely on
-                    self.cache[keys[i]] = out[i]
-            while len(self.cache) > self.cache_entries:
-                self.cache.popitem(last=False)
+                    self.cache.put(keys[i], out[i])
         return out
 
     def infer(self, request: object) -> dict[str, np.ndarray]:

@@ -10,7 +10,6 @@ per frame.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import OrderedDict
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 
 from tessera.keyframes import mobilenet_v2, open_vocab
+from tessera.keyframes.feature_cache import FeatureCache
 from tessera.keyframes.relevance import class_confidence, class_weights, frame_scores
 from tessera.runtime.triton_python import ModelParameters, TritonModel, input_array, input_texts, model_threads
 
@@ -53,7 +53,7 @@ class TritonPythonModel(TritonModel):
         self.imagenet_vectors = self.encoder.encode(
             [f"a photo of a {name}" for name in imagenet], normalize_embeddings=True, convert_to_numpy=True
         )
-        self.cache: OrderedDict[bytes, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self.cache: FeatureCache[tuple[np.ndarray, np.ndarray]] = FeatureCache(self.cache_entries)
         self.queries: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()
 
     def _weights(self, text: str) -> tuple[np.ndarray, np.ndarray]:
@@ -70,17 +70,12 @@ class TritonPythonModel(TritonModel):
 
     def _features(self, frames: np.ndarray, use_cache: bool) -> tuple[np.ndarray, np.ndarray]:
         """[N, 1000] ImageNet class presence and [N, 80] COCO confidence, from the cache or one pass of each."""
-        keys = [hashlib.blake2b(frame.tobytes(), digest_size=16).digest() for frame in frames]
+        keys = self.cache.keys(frames)
         presence = np.zeros((len(frames), 1000), dtype=np.float32)
         confidence = np.zeros((len(frames), len(self.coco)), dtype=np.float32)
-        todo = []
-        for i, key in enumerate(keys):
-            hit = self.cache.get(key) if use_cache else None
-            if hit is None:
-                todo.append(i)
-            else:
-                self.cache.move_to_end(key)
-                presence[i], confidence[i] = hit
+        hits, todo = self.cache.lookup(keys, use_cache)
+        for i, (seen_i, confidence_i) in hits.items():
+            presence[i], confidence[i] = seen_i, confidence_i
         if todo:
             batch = np.ascontiguousarray(frames[todo])
             with torch.inference_mode():
@@ -98,9 +93,7 @@ class TritonPythonModel(TritonModel):
                 presence[i] = seen[row]
                 confidence[i] = class_confidence(detections, len(self.coco))
                 if use_cache:  # a caller that opted out must not evict what others rely on
-                    self.cache[keys[i]] = (seen[row], confidence[i])
-            while len(self.cache) > self.cache_entries:
-                self.cache.popitem(last=False)
+                    self.cache.put(keys[i], (seen[row], confidence[i]))
         return presence, confidence
 
     def infer(self, request: object) -> dict[str, np.ndarray]:
